@@ -1,0 +1,29 @@
+//! # starfish
+//!
+//! A Rust implementation of the Starfish JSON document sync protocol,
+//! wire-compatible with the official TypeScript implementation
+//! (`@drakkar.software/starfish-*` 3.0.0-alpha.65), built for constrained
+//! edge hardware.
+//!
+//! ## Layout
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`proto`] | the sans-I/O protocol core: canonical JSON, hashes, cap-certs, request signatures, scope globs, identities, merge |
+//!
+//! The server, HTTP/1 layer, store, auth, replica, timer wheel and client
+//! land in their own modules as they are built (see `DESIGN.md`).
+//!
+//! ## Example
+//!
+//! ```
+//! use starfish::proto::{hash::document_hash, json::parse};
+//! let doc = parse(br#"{"theme":"dark"}"#).unwrap();
+//! assert_eq!(
+//!     document_hash(&doc),
+//!     "0f4f87db4567232a7f1756aa1534ec1314777b39c3bf5209f87cf9739321cddc"
+//! );
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod proto;
