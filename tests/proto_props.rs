@@ -1,0 +1,355 @@
+//! Property tests for the protocol core: canonical JSON is a fixed point,
+//! number printing agrees with an independent reference, the glob matcher
+//! agrees with a naive backtracking matcher and stays linear on adversarial
+//! input, and nothing panics on arbitrary input.
+
+use proptest::prelude::*;
+use starfish::proto::{
+    canonical::{js_number, stable_stringify},
+    cap, encoding,
+    json::{self, parse, parse_with_depth, Object, ParseError, Value},
+    request_sig::{self, RequestToSign},
+    scope,
+};
+
+// ---------- arbitrary JSON ----------
+
+fn arb_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z]{0,6}",
+        any::<String>(),
+        prop::collection::vec(
+            prop_oneof![
+                Just('\u{0}'),
+                Just('"'),
+                Just('\\'),
+                Just('\u{2028}'),
+                Just('\u{ffff}'),
+                Just('😀'),
+                Just('é')
+            ],
+            0..5
+        )
+        .prop_map(|v| v.into_iter().collect()),
+    ]
+}
+
+fn arb_number() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>().prop_filter("finite", |f| f.is_finite()),
+        any::<i64>().prop_map(|i| i as f64),
+        (-1000i32..1000).prop_map(f64::from),
+        Just(1e21),
+        Just(-0.0),
+        Just(5e-324),
+    ]
+}
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        arb_number().prop_map(Value::Number),
+        arb_string().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((arb_string(), inner), 0..6).prop_map(|kv| Value::Object(
+                kv.into_iter()
+                    .map(|(k, v)| (k.into(), v))
+                    .collect::<Object>()
+            )),
+        ]
+    })
+}
+
+/// Convert a serde_json value (an independent, well-tested parser) into
+/// ours, as JavaScript would hold it.
+fn from_serde(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap()),
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => Value::Array(a.iter().map(from_serde).collect()),
+        serde_json::Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.as_str().into(), from_serde(v)))
+                .collect(),
+        ),
+    }
+}
+
+// ---------- number printing reference ----------
+
+/// ECMAScript Number::toString built from Rust's shortest round-trip
+/// scientific formatting (`{:e}`), an implementation independent of ryu-js.
+fn reference_js_number(x: f64) -> String {
+    if !x.is_finite() {
+        return "null".into();
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    if x < 0.0 {
+        return format!("-{}", reference_js_number(-x));
+    }
+    let sci = format!("{x:e}"); // d[.ddd]e[-]N
+    let (mant, exp) = sci.split_once('e').unwrap();
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let n = exp.parse::<i32>().unwrap() + 1; // x = 0.d1..dk * 10^n
+    if k <= n && n <= 21 {
+        format!("{digits}{}", "0".repeat((n - k) as usize))
+    } else if 0 < n && n <= 21 {
+        format!("{}.{}", &digits[..n as usize], &digits[n as usize..])
+    } else if -6 < n && n <= 0 {
+        format!("0.{}{digits}", "0".repeat((-n) as usize))
+    } else {
+        let e = n - 1;
+        let sign = if e >= 0 { "+" } else { "-" };
+        if k == 1 {
+            format!("{digits}e{sign}{}", e.abs())
+        } else {
+            format!("{}.{}e{sign}{}", &digits[..1], &digits[1..], e.abs())
+        }
+    }
+}
+
+// ---------- glob reference ----------
+
+/// Naive backtracking matcher with the same token meaning: `**` any run,
+/// `*` any run without `/`, everything else literal.
+fn naive_glob(p: &[char], t: &[char]) -> bool {
+    if p.is_empty() {
+        return t.is_empty();
+    }
+    if p[0] == '*' {
+        let any = p.get(1) == Some(&'*');
+        let rest = if any { &p[2..] } else { &p[1..] };
+        for i in 0..=t.len() {
+            if naive_glob(rest, &t[i..]) {
+                return true;
+            }
+            if i < t.len() && !any && t[i] == '/' {
+                return false;
+            }
+        }
+        return false;
+    }
+    !t.is_empty() && p[0] == t[0] && naive_glob(&p[1..], &t[1..])
+}
+
+fn naive(p: &str, t: &str) -> bool {
+    naive_glob(
+        &p.chars().collect::<Vec<_>>(),
+        &t.chars().collect::<Vec<_>>(),
+    )
+}
+
+fn glob_alphabet() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![Just('a'), Just('b'), Just('/'), Just('*')],
+        0..8,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}
+
+fn target_alphabet() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop_oneof![Just('a'), Just('b'), Just('/')], 0..10)
+        .prop_map(|v| v.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn canonical_is_a_fixed_point(v in arb_value()) {
+        let c = stable_stringify(&v);
+        let reparsed = parse(c.as_bytes()).unwrap();
+        prop_assert_eq!(stable_stringify(&reparsed), c);
+    }
+
+    #[test]
+    fn js_json_output_reparses_to_the_same_canonical_form(v in arb_value()) {
+        let text = json::to_js_json(&v);
+        let reparsed = parse(&text).unwrap();
+        prop_assert_eq!(stable_stringify(&reparsed), stable_stringify(&v));
+    }
+
+    #[test]
+    fn parser_agrees_with_serde_json(v in arb_value()) {
+        // serde_json prints our generated value; both parsers must read it the same.
+        let text = String::from_utf8(json::to_js_json(&v)).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let ours = parse(text.as_bytes()).unwrap();
+        prop_assert_eq!(stable_stringify(&ours), stable_stringify(&from_serde(&theirs)));
+    }
+
+    #[test]
+    fn number_printing_matches_reference(bits in any::<u64>()) {
+        let x = f64::from_bits(bits);
+        prop_assert_eq!(js_number(x), reference_js_number(x));
+    }
+
+    #[test]
+    fn number_printing_round_trips_with_shortest_digits(x in any::<f64>().prop_filter("finite", |f| f.is_finite())) {
+        let s = js_number(x);
+        let back: f64 = s.parse().unwrap();
+        prop_assert!(back == x || (x == 0.0 && back == 0.0), "{} -> {} -> {}", x, s, back);
+        // Shortest: dropping the last significant digit never still round-trips.
+        let sci = format!("{:e}", x.abs());
+        let digits = sci.split('e').next().unwrap().replace('.', "");
+        if digits.len() > 1 {
+            let shorter = format!("{}.{}e{}", &digits[..1], &digits[1..digits.len() - 1], sci.split('e').nth(1).unwrap());
+            let shorter: f64 = shorter.parse().unwrap();
+            prop_assert!(shorter != x.abs());
+        }
+    }
+
+    #[test]
+    fn glob_matches_are_sound(p in glob_alphabet(), t in target_alphabet()) {
+        // The official single-backtrack matcher never accepts what a full
+        // backtracking matcher rejects.
+        if scope::glob_match(&p, &t) {
+            prop_assert!(naive(&p, &t), "{:?} matched {:?}", p, t);
+        }
+    }
+
+    #[test]
+    fn glob_agrees_with_reference_without_single_stars(p in glob_alphabet(), t in target_alphabet()) {
+        // With only `**` stars the single backtrack point loses nothing.
+        let p = p.replace('*', "**").replace("****", "**");
+        prop_assert_eq!(scope::glob_match(&p, &t), naive(&p, &t), "{:?} vs {:?}", p, t);
+    }
+
+    #[test]
+    fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = parse(&bytes);
+        let _ = parse_with_depth(&bytes, 3);
+    }
+
+    #[test]
+    fn parse_never_panics_on_jsonish_text(s in "[\\[\\]{}\",:0-9eE.+\\-a-z\\\\u ]{0,64}") {
+        let _ = parse(s.as_bytes());
+        let _ = parse_with_depth(s.as_bytes(), 2);
+    }
+
+    #[test]
+    fn auth_inputs_never_panic(header in any::<String>(), b64 in "[A-Za-z0-9+/= ]{0,40}", path in any::<String>(), globs in prop::collection::vec(any::<String>(), 0..4)) {
+        let _ = cap::parse_authorization(&header, 8192);
+        let _ = cap::parse_authorization(&format!("Cap {b64}"), 8192);
+        let _ = encoding::b64_decode(&header);
+        let _ = encoding::hex_decode(&header);
+        let _ = scope::percent_decode(&path);
+        let _ = scope::match_scope_path(&path, Some(&globs));
+        let _ = scope::strip_action_prefix(&path);
+        let _ = scope::is_batch_pull_path(&path, true);
+        let _ = request_sig::parse_ts_header(&header);
+        let req = RequestToSign { method: "GET", path_and_query: &path, host: &header, body: b"", ts: 1.0, nonce_b64: &b64 };
+        prop_assert!(!request_sig::verify_request(&req, &b64, &header));
+    }
+
+    #[test]
+    fn cap_verification_never_panics(v in arb_value(), now in any::<i64>()) {
+        let cert = cap::CapCert::from_value(v);
+        let _ = cap::verify_cap_cert(&cert, now / 2, 300);
+        let _ = cert.signing_input();
+        let _ = cert.is_root_device_cap();
+    }
+
+    #[test]
+    fn any_mutation_of_a_minted_cap_fails(field in 0usize..4, seed in any::<[u8; 32]>()) {
+        let pub_hex = request_sig::public_key_hex(&seed);
+        let cert = cap::mint_device_cap(&seed, &pub_hex, &pub_hex, &"11".repeat(32), cap::root_all_scope(),
+            cap::MintOptions { nbf: 1_700_000_000, ttl_sec: 600, nonce: [9; 16] }).unwrap();
+        prop_assert!(cap::verify_cap_cert(&cert, 1_700_000_001, 300).is_ok());
+        let Value::Object(mut o) = cert.value().clone() else { unreachable!() };
+        match field {
+            0 => o.insert("exp", Value::Number(1_700_000_700.0)),
+            1 => o.insert("extra", Value::Bool(true)),
+            2 => o.insert("nonce", Value::from(encoding::b64_encode(&[8; 16]))),
+            _ => o.insert("scope", Value::Object(Object::new())),
+        }
+        prop_assert!(cap::verify_cap_cert(&cap::CapCert::from_value(Value::Object(o)), 1_700_000_001, 300).is_err());
+    }
+}
+
+#[test]
+fn glob_stays_linear_on_adversarial_patterns() {
+    let n = 20_000;
+    let target = "a".repeat(n);
+    for (pattern, k) in [
+        ("**a".repeat(50) + "b", 50),
+        ("*a".repeat(50) + "*b", 50),
+        ("**a**a**a**a".to_string() + "b", 4),
+    ] {
+        let (matched, steps) = scope::glob_match_counting(&pattern, &target);
+        assert!(!matched);
+        assert!(
+            steps <= 4 * (n as u64 + k as u64 * 3),
+            "{pattern}: {steps} steps for a {n}-char target"
+        );
+    }
+    // Doubling the target doubles the work.
+    let (_, s1) = scope::glob_match_counting(&("**a".repeat(20) + "b"), &"a".repeat(10_000));
+    let (_, s2) = scope::glob_match_counting(&("**a".repeat(20) + "b"), &"a".repeat(20_000));
+    assert!(s2 <= 2 * s1 + 100, "{s1} -> {s2}");
+}
+
+#[test]
+fn depth_limit_distinguishes_deep_from_invalid() {
+    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+    assert_eq!(
+        parse_with_depth(deep.as_bytes(), 64),
+        Err(ParseError::TooDeep)
+    );
+    let broken = "[".repeat(100_000) + &"]".repeat(99_999) + "}";
+    assert!(matches!(
+        parse_with_depth(broken.as_bytes(), 64),
+        Err(ParseError::Syntax(_))
+    ));
+    let ok = "[".repeat(64) + &"]".repeat(64);
+    assert_eq!(parse_with_depth(ok.as_bytes(), 64).unwrap().depth(), 64);
+    let obj = r#"{"a":"#.repeat(65) + "1" + &"}".repeat(65);
+    assert_eq!(
+        parse_with_depth(obj.as_bytes(), 64),
+        Err(ParseError::TooDeep)
+    );
+}
+
+#[test]
+fn js_object_order_puts_array_indices_first() {
+    let v = parse(br#"{"b":1,"2":1,"a":[],"1":-0,"01":5,"4294967295":6,"4294967294":7}"#).unwrap();
+    assert_eq!(
+        String::from_utf8(json::to_js_json(&v)).unwrap(),
+        r#"{"1":0,"2":1,"4294967294":7,"b":1,"a":[],"01":5,"4294967295":6}"#
+    );
+}
+
+#[test]
+fn duplicate_keys_keep_first_position_last_value() {
+    let v = parse(br#"{"a":1,"b":2,"a":3}"#).unwrap();
+    assert_eq!(
+        String::from_utf8(json::to_js_json(&v)).unwrap(),
+        r#"{"a":3,"b":2}"#
+    );
+    // Many keys go through the indexed path.
+    let mut text = String::from("{");
+    for i in 0..100 {
+        text.push_str(&format!("\"k{i}\":{i},"));
+    }
+    text.push_str("\"k5\":\"last\"}");
+    let v = parse(text.as_bytes()).unwrap();
+    let o = v.as_object().unwrap();
+    assert_eq!(o.len(), 100);
+    assert_eq!(o.get("k5"), Some(&Value::from("last")));
+    assert_eq!(o.iter().nth(5).unwrap().0, &"k5");
+}
+
+#[test]
+fn invalid_utf8_in_strings_becomes_replacement_characters() {
+    let v = parse(b"\"a\xffb\"").unwrap();
+    assert_eq!(v.as_str(), Some("a\u{fffd}b"));
+}
