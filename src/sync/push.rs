@@ -1,0 +1,241 @@
+//! Push: body checks in the official order, sanitising, the optional author
+//! proof, and the optimistic-concurrency write (documents.md §5, wire.md §5).
+
+use super::{doc, keys, SyncError};
+use crate::proto::{
+    canonical::stable_stringify,
+    hash::document_hash,
+    json::{self, Object, ParseError, Value},
+    request_sig,
+    sanitize::{deep_sanitize, MAX_BODY_DEPTH},
+};
+use crate::store::Store;
+
+/// JavaScript `parseInt(value, 10)`: optional whitespace and sign, then the
+/// leading digits; `None` for NaN.
+pub fn parse_int_lenient(value: &str) -> Option<f64> {
+    let t = crate::proto::encoding::js_trim(value);
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let end = digits.bytes().take_while(u8::is_ascii_digit).count();
+    if end == 0 {
+        return None;
+    }
+    let n: f64 = digits[..end].parse().ok()?;
+    Some(if neg { -n } else { n })
+}
+
+/// Step 6: the size check on the `Content-Length` header against the
+/// collection's `maxBodyBytes` (no header, or no limit: no check).
+pub fn check_content_length(header: Option<&str>, max_body_bytes: Option<f64>) -> Result<(), SyncError> {
+    let Some(h) = header else { return Ok(()) };
+    let n = match parse_int_lenient(h) {
+        Some(n) if n >= 0.0 => n,
+        _ => return Err(SyncError::InvalidContentLength),
+    };
+    match max_body_bytes {
+        Some(max) if n > max => Err(SyncError::PayloadTooLarge),
+        _ => Ok(()),
+    }
+}
+
+/// Steps 8-10: content type, JSON object, nesting depth.
+pub fn parse_json_body(content_type: Option<&str>, body: &[u8]) -> Result<Object, SyncError> {
+    if !content_type.unwrap_or("").contains("application/json") {
+        return Err(SyncError::JsonContentTypeRequired);
+    }
+    match json::parse_body(body, MAX_BODY_DEPTH) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) | Err(ParseError::Syntax(_)) => Err(SyncError::BodyNotObject),
+        Err(ParseError::TooDeep) => {
+            // Valid JSON nested too deeply: still "not an object" first if
+            // the top level is not an object.
+            let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+            match text.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+                Some(b'{') => Err(SyncError::BodyTooDeep),
+                _ => Err(SyncError::BodyNotObject),
+            }
+        }
+    }
+}
+
+/// A validated push.
+#[derive(Clone, Debug)]
+pub struct Push {
+    /// The sanitised data.
+    pub data: Object,
+    /// `None` for `null` or absent: create only.
+    pub base_hash: Option<String>,
+    /// Verified `(authorPubkey, authorSignature)`.
+    pub author: Option<(String, String)>,
+}
+
+/// Step 12.1-12.5: key safety, `data`, `baseHash`, sanitising, author proof.
+/// `presenter` is the request signer's key when a cap authenticated it.
+pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<Push, SyncError> {
+    if keys::is_unsafe_key(key) {
+        return Err(SyncError::InvalidPathParameter);
+    }
+    let data = match body.remove("data") {
+        Some(Value::Object(o)) => o,
+        _ => return Err(SyncError::MissingData),
+    };
+    let base_hash = match body.get("baseHash") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.to_string_lossy()),
+        Some(_) => return Err(SyncError::BadBaseHash),
+    };
+    let data = deep_sanitize(data);
+    let author = match (body.get("authorPubkey"), body.get("authorSignature")) {
+        (None, None) => None,
+        (Some(Value::String(p)), Some(Value::String(s))) => {
+            let (p, s) = (p.to_string_lossy(), s.to_string_lossy());
+            if presenter.is_some_and(|pr| pr != p) {
+                return Err(SyncError::AuthorNotPresenter);
+            }
+            if !verify_author(&data, key, &p, &s) {
+                return Err(SyncError::AuthorBadSignature);
+            }
+            Some((p, s))
+        }
+        _ => return Err(SyncError::AuthorProofIncomplete),
+    };
+    Ok(Push { data, base_hash, author })
+}
+
+/// The author proof input: `"starfish-doc-author-v1\n" + stableStringify({"d":data,"k":key})`.
+pub fn author_signing_input(data: &Object, key: &str) -> String {
+    let mut o = Object::with_capacity(2);
+    o.insert("d", Value::Object(data.clone()));
+    o.insert("k", key.into());
+    format!("starfish-doc-author-v1\n{}", stable_stringify(&Value::Object(o)))
+}
+
+fn verify_author(data: &Object, key: &str, pubkey: &str, sig: &str) -> bool {
+    request_sig::verify_ed25519(pubkey, sig, author_signing_input(data, key).as_bytes())
+}
+
+/// A successful write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    pub hash: String,
+    pub ts: i64,
+}
+
+/// Step 12.6: compare `baseHash` with the stored hash and write. The caller
+/// holds the key's lock.
+pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<Written, SyncError> {
+    let current = match doc::read(store, key)? {
+        doc::Read::Missing => None,
+        doc::Read::Corrupt => Some(String::new()),
+        doc::Read::Doc(d) => Some(d.hash_str().to_owned()),
+    };
+    let ok = match (&push.base_hash, &current) {
+        (None, None) => true,
+        (None, Some(_)) => false,
+        (Some(b), None) => b.is_empty(),
+        (Some(b), Some(c)) => b == c,
+    };
+    if !ok {
+        return Err(SyncError::HashMismatch);
+    }
+    let hash = document_hash(&Value::Object(push.data.clone()));
+    let author = push.author.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
+    store.put(key, &doc::encode(&push.data, now_ms as f64, &hash, author))?;
+    Ok(Written { hash, ts: now_ms })
+}
+
+/// The push answer `{"hash","timestamp"}`.
+pub fn answer(w: &Written) -> Value {
+    let mut o = Object::with_capacity(2);
+    o.insert("hash", w.hash.as_str().into());
+    o.insert("timestamp", Value::Number(w.ts as f64));
+    Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn obj(t: &str) -> Object {
+        match json::parse(t.as_bytes()).unwrap() {
+            Value::Object(o) => o,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn lenient_content_length() {
+        assert_eq!(parse_int_lenient("12abc"), Some(12.0));
+        assert_eq!(parse_int_lenient(" +5"), Some(5.0));
+        assert_eq!(parse_int_lenient("-1"), Some(-1.0));
+        assert_eq!(parse_int_lenient("abc"), None);
+        assert!(matches!(check_content_length(Some("x"), Some(5.0)), Err(SyncError::InvalidContentLength)));
+        assert!(matches!(check_content_length(Some("6"), Some(5.0)), Err(SyncError::PayloadTooLarge)));
+        assert!(check_content_length(Some("6"), None).is_ok());
+        assert!(check_content_length(None, Some(1.0)).is_ok());
+    }
+
+    #[test]
+    fn body_checks_in_order() {
+        assert!(matches!(parse_json_body(Some("text/plain"), b"{}"), Err(SyncError::JsonContentTypeRequired)));
+        assert!(matches!(parse_json_body(Some("APPLICATION/JSON"), b"{}"), Err(SyncError::JsonContentTypeRequired)));
+        assert!(parse_json_body(Some("application/jsonx"), b"{}").is_ok());
+        assert!(parse_json_body(Some("application/json"), b"\xEF\xBB\xBF{}").is_ok());
+        assert!(matches!(parse_json_body(Some("application/json"), b"[]"), Err(SyncError::BodyNotObject)));
+        let deep = "{\"a\":".repeat(64) + "1" + &"}".repeat(64);
+        assert!(parse_json_body(Some("application/json"), deep.as_bytes()).is_ok());
+        let deeper = "{\"a\":".repeat(65) + "1" + &"}".repeat(65);
+        assert!(matches!(parse_json_body(Some("application/json"), deeper.as_bytes()), Err(SyncError::BodyTooDeep)));
+        let deep_array = "[".repeat(70) + &"]".repeat(70);
+        assert!(matches!(parse_json_body(Some("application/json"), deep_array.as_bytes()), Err(SyncError::BodyNotObject)));
+    }
+
+    #[test]
+    fn validation() {
+        assert!(matches!(validate(obj(r#"{"data":[]}"#), "k", None), Err(SyncError::MissingData)));
+        assert!(matches!(validate(obj(r#"{"data":{},"baseHash":1}"#), "k", None), Err(SyncError::BadBaseHash)));
+        assert!(matches!(validate(obj(r#"{"data":{},"authorPubkey":"x"}"#), "k", None), Err(SyncError::AuthorProofIncomplete)));
+        assert!(matches!(validate(obj(r#"{"data":{}}"#), "a//b", None), Err(SyncError::InvalidPathParameter)));
+        let p = validate(obj(r#"{"data":{"__proto__":1,"x":{"constructor":2}},"baseHash":null}"#), "k", None).unwrap();
+        assert_eq!(json::to_js_json(&Value::Object(p.data)), br#"{"x":{}}"#);
+    }
+
+    #[test]
+    fn author_proofs() {
+        let seed = [4u8; 32];
+        let pubkey = request_sig::public_key_hex(&seed);
+        let data = obj(r#"{"a":1}"#);
+        let input = author_signing_input(&data, "users/u/doc");
+        assert_eq!(input, "starfish-doc-author-v1\n{\"d\":{\"a\":1},\"k\":\"users/u/doc\"}");
+        use ed25519_dalek::Signer;
+        let sig = crate::proto::encoding::b64_encode(&ed25519_dalek::SigningKey::from_bytes(&seed).sign(input.as_bytes()).to_bytes());
+        let body = format!(r#"{{"data":{{"a":1}},"authorPubkey":"{pubkey}","authorSignature":"{sig}"}}"#);
+        assert!(validate(obj(&body), "users/u/doc", Some(&pubkey)).is_ok());
+        assert!(validate(obj(&body), "users/u/doc", None).is_ok(), "public requests have no presenter");
+        assert!(matches!(validate(obj(&body), "users/u/doc", Some("ff")), Err(SyncError::AuthorNotPresenter)));
+        assert!(matches!(validate(obj(&body), "users/u/other", None), Err(SyncError::AuthorBadSignature)));
+    }
+
+    #[test]
+    fn optimistic_concurrency_table() {
+        let store = MemoryStore::new();
+        let push = |base: Option<&str>| Push { data: obj(r#"{"a":1}"#), base_hash: base.map(str::to_owned), author: None };
+        // none stored
+        assert!(matches!(write(&store, "k1", &push(Some("x")), 1), Err(SyncError::HashMismatch)));
+        assert!(write(&store, "k1", &push(Some("")), 1).is_ok());
+        let w = write(&store, "k2", &push(None), 1).unwrap();
+        // stored with hash H
+        assert!(matches!(write(&store, "k2", &push(None), 2), Err(SyncError::HashMismatch)));
+        assert!(matches!(write(&store, "k2", &push(Some("")), 2), Err(SyncError::HashMismatch)));
+        assert_eq!(write(&store, "k2", &push(Some(&w.hash)), 3).unwrap(), Written { hash: w.hash.clone(), ts: 3 });
+        // unparseable
+        store.put("k3", b"garbage").unwrap();
+        assert!(matches!(write(&store, "k3", &push(None), 1), Err(SyncError::HashMismatch)));
+        assert!(write(&store, "k3", &push(Some("")), 1).is_ok());
+    }
+}
