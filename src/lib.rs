@@ -26,4 +26,5 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod proto;
