@@ -27,4 +27,5 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
 pub mod proto;
