@@ -1,0 +1,245 @@
+//! Batch pull (wire.md §7): many documents of one scope in one request,
+//! with per-entry errors.
+
+use super::{doc, keys};
+use crate::auth::{roles::Access, Auth, ROLE_SELF};
+use crate::config::CollectionConfig;
+use crate::proto::{
+    canonical::js_number,
+    encoding::js_trim,
+    json::{self, Object, Value},
+    scope,
+};
+use crate::store::Store;
+
+/// Default cap on distinct names and on total reads.
+pub const DEFAULT_MAX_COLLECTIONS_PER_BATCH: usize = 100;
+/// Keys a batch never serves, even from public collections.
+pub const DEFAULT_DENY_SUFFIXES: [&str; 2] = ["_keyring", "_members"];
+
+/// A request-level refusal (400 with this message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchError {
+    MissingCollections,
+    TooManyCollections,
+    InvalidParams,
+}
+
+impl BatchError {
+    pub fn message(self) -> &'static str {
+        match self {
+            BatchError::MissingCollections => "Missing collections parameter",
+            BatchError::TooManyCollections => "Too many collections",
+            BatchError::InvalidParams => "Invalid params parameter",
+        }
+    }
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// A validated batch query.
+#[derive(Clone, Debug)]
+pub struct BatchQuery {
+    /// Distinct names in request order.
+    pub names: Vec<String>,
+    /// For each name present in `params`: its param-sets.
+    pub params: Object,
+}
+
+impl BatchQuery {
+    fn param_sets(&self, name: &str) -> Vec<Object> {
+        match self.params.get(name) {
+            Some(Value::Array(sets)) => sets.iter().filter_map(|s| s.as_object().cloned()).collect(),
+            _ => vec![Object::new()],
+        }
+    }
+}
+
+/// Request-level validation, in the official order (§7.2).
+pub fn parse_query(collections: Option<&str>, params: Option<&str>, max: usize) -> Result<BatchQuery, BatchError> {
+    let raw = collections.filter(|c| !c.is_empty()).ok_or(BatchError::MissingCollections)?;
+    let mut names: Vec<String> = Vec::new();
+    for n in raw.split(',').map(js_trim).filter(|n| !n.is_empty()) {
+        if !names.iter().any(|x| x == n) {
+            names.push(n.to_owned());
+        }
+    }
+    if names.len() > max {
+        return Err(BatchError::TooManyCollections);
+    }
+    let params = match params.filter(|p| !p.is_empty()) {
+        None => Object::new(),
+        Some(text) => match json::parse(text.as_bytes()) {
+            Ok(Value::Object(o)) => {
+                let valid = o.iter().all(|(_, v)| {
+                    matches!(v, Value::Array(sets) if sets.iter().all(|s| matches!(s, Value::Object(_))))
+                });
+                if !valid {
+                    return Err(BatchError::InvalidParams);
+                }
+                o
+            }
+            _ => return Err(BatchError::InvalidParams),
+        },
+    };
+    let total: usize = names
+        .iter()
+        .map(|n| match params.get(n) {
+            Some(Value::Array(a)) => a.len(),
+            _ => 1,
+        })
+        .sum();
+    if total > max {
+        return Err(BatchError::TooManyCollections);
+    }
+    Ok(BatchQuery { names, params })
+}
+
+/// Options of the per-entry resolution.
+#[derive(Clone, Debug)]
+pub struct BatchOptions {
+    /// Keys equal to, or ending in `/` + one of these, are never served.
+    pub deny_suffixes: Vec<String>,
+    /// Read a bundle member's own document (`<base>/<member>`) instead of
+    /// the official quirk of reading the bundle's base key.
+    pub bundle_member_keys: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            deny_suffixes: DEFAULT_DENY_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            bundle_member_keys: true,
+        }
+    }
+}
+
+fn error_entry(msg: &str) -> Value {
+    let mut o = Object::with_capacity(1);
+    o.insert("error", msg.into());
+    Value::Object(o)
+}
+
+/// Resolve every entry (§7.4). `auth` is the resolver's result, or `None`
+/// when it failed (the caller then has no identity and no roles).
+pub fn run(
+    store: &dyn Store,
+    collections: &[CollectionConfig],
+    query: &BatchQuery,
+    auth: Option<&Auth>,
+    options: &BatchOptions,
+    now_ms: i64,
+) -> Value {
+    let mut out = Object::with_capacity(query.names.len());
+    for name in &query.names {
+        let sets = query.param_sets(name);
+        let col = collections.iter().find(|c| &c.name == name);
+        let entries = sets.iter().map(|p| match col {
+            None => error_entry("Collection not found"),
+            Some(c) => entry(store, c, p, auth, options, now_ms),
+        });
+        out.insert(name.as_str(), Value::Array(entries.collect()));
+    }
+    let mut body = Object::with_capacity(1);
+    body.insert("collections", Value::Object(out));
+    Value::Object(body)
+}
+
+fn entry(
+    store: &dyn Store,
+    col: &CollectionConfig,
+    set: &Object,
+    auth: Option<&Auth>,
+    options: &BatchOptions,
+    now_ms: i64,
+) -> Value {
+    let caller = auth.map(|a| a.identity.as_str()).unwrap_or("");
+    let mut params: Vec<(String, String)> = Vec::new();
+    for name in col.param_names() {
+        let v = match set.get(name) {
+            Some(Value::String(s)) => Some(s.to_string_lossy()),
+            Some(Value::Number(n)) => Some(js_number(*n)),
+            _ => None,
+        };
+        let v = match v {
+            None if name == "identity" && !caller.is_empty() => Some(caller.to_owned()),
+            v => v,
+        };
+        match v {
+            Some(v) => params.push((name.to_owned(), v)),
+            None => return error_entry("Missing required path parameter"),
+        }
+    }
+    if !params.iter().all(|(_, v)| keys::is_valid_param(v)) {
+        return error_entry("Invalid path parameter");
+    }
+    let mut roles: Vec<String> = Vec::new();
+    if let Some(a) = auth {
+        roles.extend(a.roles.iter().cloned());
+        let id = params.iter().find(|(n, _)| n == "identity").map(|(_, v)| v.as_str());
+        if col.has_identity_param() && !a.identity.is_empty() && id == Some(a.identity.as_str()) {
+            roles.push(ROLE_SELF.to_owned());
+        }
+    }
+    let access = Access { required: &col.read_roles, root_only: col.root_only };
+    if !access.allows(&roles) {
+        return error_entry("Forbidden");
+    }
+    let mut key = col.resolve_key(&params);
+    if keys::is_unsafe_key(&key) {
+        return error_entry("Invalid path parameter");
+    }
+    if options.bundle_member_keys && col.bundle.is_some() {
+        key = format!("{key}/{}", col.name);
+    }
+    if let Some(paths) = auth.and_then(|a| a.scope_paths.as_deref()) {
+        if !scope::match_scope_path(&key, Some(paths)) {
+            return error_entry("Forbidden");
+        }
+    }
+    let denied = options
+        .deny_suffixes
+        .iter()
+        .any(|s| key == *s || (key.len() > s.len() && key.ends_with(s.as_str()) && key[..key.len() - s.len()].ends_with('/')));
+    if denied {
+        return error_entry("Forbidden");
+    }
+    match doc::read(store, &key) {
+        Ok(doc::Read::Doc(d)) => doc::entry_answer(Some(&d), Some(now_ms)),
+        Ok(_) => doc::entry_answer(None, Some(now_ms)),
+        Err(e) => {
+            log::error!("batch read of {key:?} failed: {e}");
+            error_entry("Internal error")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_validation_order() {
+        assert_eq!(parse_query(None, None, 100).unwrap_err(), BatchError::MissingCollections);
+        assert_eq!(parse_query(Some(""), None, 100).unwrap_err(), BatchError::MissingCollections);
+        assert!(parse_query(Some(",,"), None, 100).unwrap().names.is_empty());
+        assert_eq!(parse_query(Some("a, b ,a,,c"), None, 100).unwrap().names, ["a", "b", "c"]);
+        assert_eq!(parse_query(Some("a,b,c"), Some("nope"), 2).unwrap_err(), BatchError::TooManyCollections);
+        assert_eq!(parse_query(Some("a"), Some("[]"), 2).unwrap_err(), BatchError::InvalidParams);
+        assert_eq!(parse_query(Some("a"), Some(r#"{"z":{}}"#), 2).unwrap_err(), BatchError::InvalidParams);
+        assert_eq!(parse_query(Some("a"), Some(r#"{"a":[null]}"#), 2).unwrap_err(), BatchError::InvalidParams);
+        assert!(parse_query(Some("a"), Some(""), 2).is_ok());
+        assert_eq!(
+            parse_query(Some("a,b"), Some(r#"{"a":[{},{}]}"#), 2).unwrap_err(),
+            BatchError::TooManyCollections,
+            "2 reads for a, 1 for b"
+        );
+        assert!(parse_query(Some("a,b"), Some(r#"{"a":[]}"#), 1).is_ok(), "an empty list counts 0");
+    }
+}
