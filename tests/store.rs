@@ -495,3 +495,18 @@ fn fs_open_rejects_file_base() {
     fs::write(&f, b"x").unwrap();
     assert!(matches!(FsStore::open(&f), Err(StoreError::Io { .. })));
 }
+
+#[test]
+fn longest_keys_fit_the_filesystem() {
+    let seg = "s".repeat(starfish::store::MAX_SEGMENT_LEN);
+    let key = [seg.as_str(); 4].join("/");
+    both("long", |s| {
+        s.put(&seg, b"1").unwrap();
+        s.put(&key, b"2").unwrap();
+        s.put_bytes(&format!("{seg}/b"), b"3", "text/plain")
+            .unwrap();
+        assert_eq!(s.get(&key).unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(s.list_keys("", None, 10).unwrap().len(), 3);
+        s.delete(&key).unwrap();
+    });
+}
