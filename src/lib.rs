@@ -10,8 +10,9 @@
 //! | module | owns |
 //! |---|---|
 //! | [`proto`] | the sans-I/O protocol core: canonical JSON, hashes, cap-certs, request signatures, scope globs, identities, merge |
+//! | [`store`] | document storage: the `Store` trait, key validation, memory and filesystem backends |
 //!
-//! The server, HTTP/1 layer, store, auth, replica, timer wheel and client
+//! The server, HTTP/1 layer, auth, replica, timer wheel and client
 //! land in their own modules as they are built (see `DESIGN.md`).
 //!
 //! ## Example
@@ -29,3 +30,4 @@
 pub mod auth;
 pub mod config;
 pub mod proto;
+pub mod store;

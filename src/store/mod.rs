@@ -1,0 +1,291 @@
+//! Document storage: the [`Store`] trait the sync layer writes through, the
+//! storage-key rules every backend enforces, and the two backends.
+//!
+//! This module owns *where bytes live*, nothing else: it knows neither
+//! JSON nor hashes nor concurrency control. The stored document envelope
+//! (documents.md §1) is built and parsed by the layer above; a store hands
+//! back exactly the bytes it was given. Read-compare-write (optimistic
+//! concurrency) is serialised per key by the sync layer, not here.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`memory`] | [`MemoryStore`]: an in-process map, for tests and ephemeral servers |
+//! | [`fs`] | [`FsStore`]: crash-safe files under a base directory (layout in its docs) |
+//!
+//! ## Keys
+//!
+//! A storage key is `/`-separated segments over the charset
+//! `[a-zA-Z0-9._:@-]` (documents.md §8). [`validate_key`] additionally
+//! rejects empty segments (so no leading, trailing or doubled `/`), the
+//! segments `.` and `..`, and over-long keys, so that after validation a
+//! key can be mapped to a relative path that can never leave a base
+//! directory. Every [`Store`] method validates its key first.
+//!
+//! ## Values
+//!
+//! A key holds at most one value: either a *document* (the JSON text,
+//! written with [`Store::put`], read with [`Store::get`]) or a *binary
+//! value* (bytes plus media type, wire.md §4.4/§5.4, written with
+//! [`Store::put_bytes`], read with [`Store::get_bytes`]). Writing one kind
+//! replaces a value of the other kind; reading the other kind answers
+//! `None`.
+//!
+//! All methods block; the server calls them from a blocking thread pool.
+
+use std::fmt;
+use std::io;
+
+pub mod fs;
+pub mod memory;
+
+pub use fs::FsStore;
+pub use memory::MemoryStore;
+
+/// Longest accepted key, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Longest accepted key segment, in bytes (leaves room under the usual
+/// 255-byte file-name limit for [`FsStore`]'s suffixes and temp names).
+pub const MAX_SEGMENT_LEN: usize = 200;
+/// Longest accepted media type for [`Store::put_bytes`], in bytes.
+pub const MAX_MEDIA_TYPE_LEN: usize = 255;
+
+/// What a storage operation can fail with.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The key (or list prefix) is not a valid storage key (see [`validate_key`]).
+    InvalidKey(String),
+    /// The media type given to [`Store::put_bytes`] is too long or contains
+    /// a control character.
+    InvalidMediaType(String),
+    /// An I/O error while operating on `key`.
+    Io {
+        /// The key (or list prefix) being operated on.
+        key: String,
+        /// What was being done, e.g. `"read"` or `"rename"`.
+        op: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Same wording as the official filesystem store.
+            StoreError::InvalidKey(k) => write!(f, "Invalid storage key: {k:?}"),
+            StoreError::InvalidMediaType(m) => write!(f, "Invalid media type: {m:?}"),
+            StoreError::Io { key, op, source } => {
+                write!(f, "storage I/O error ({op}) for key {key:?}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl StoreError {
+    pub(crate) fn io(key: &str, op: &'static str, source: io::Error) -> Self {
+        StoreError::Io {
+            key: key.to_owned(),
+            op,
+            source,
+        }
+    }
+}
+
+/// A key-value store of documents and binary values.
+///
+/// Implementations are shared between threads; every method may be called
+/// concurrently. A reader concurrent with a writer sees either the old or
+/// the new value in full, never a mixture.
+pub trait Store: Send + Sync + 'static {
+    /// The stored JSON document text (raw bytes as written), or `None` if
+    /// the key holds no document.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Store a document durably: returns only once it survives a crash or
+    /// power loss. Replaces any value (document or binary) under `key`.
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// The stored binary value and its media type (as given to
+    /// [`Store::put_bytes`]), or `None` if the key holds no binary value.
+    fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError>;
+
+    /// Store a binary value with its media type, durably. Replaces any
+    /// value (document or binary) under `key`. The media type must be at
+    /// most [`MAX_MEDIA_TYPE_LEN`] bytes with no control characters.
+    fn put_bytes(&self, key: &str, bytes: &[u8], media_type: &str) -> Result<(), StoreError>;
+
+    /// Remove whatever `key` holds. Deleting a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Keys (documents and binary values) that start with `prefix`, in
+    /// ascending byte order, strictly after `start_after` if given, at most
+    /// `limit` of them.
+    ///
+    /// `prefix` is normally empty or a key followed by `/`; any string
+    /// prefix is accepted as long as its part up to the last `/` is a valid
+    /// key and the rest uses the key charset.
+    fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Whether `b` is in the key charset `[a-zA-Z0-9._:@-]` (without `/`).
+pub(crate) fn is_segment_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-')
+}
+
+/// Whether `seg` is a valid single key segment.
+pub(crate) fn is_valid_segment(seg: &str) -> bool {
+    !seg.is_empty()
+        && seg.len() <= MAX_SEGMENT_LEN
+        && seg != "."
+        && seg != ".."
+        && seg.bytes().all(is_segment_byte)
+}
+
+/// Check a storage key: non-empty, at most [`MAX_KEY_LEN`] bytes, matching
+/// `^[a-zA-Z0-9._:@\-/]+$`, with every `/`-separated segment non-empty, at
+/// most [`MAX_SEGMENT_LEN`] bytes and neither `.` nor `..`.
+///
+/// A key that passes maps segment by segment onto a relative path that
+/// stays inside any base directory.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.split('/').all(is_valid_segment) {
+        return Err(StoreError::InvalidKey(key.to_owned()));
+    }
+    Ok(())
+}
+
+/// Check a [`Store::list_keys`] prefix and split it into the directory key
+/// (everything before the last `/`, `""` for the root) and the partial last
+/// segment (possibly empty).
+pub(crate) fn split_prefix(prefix: &str) -> Result<(&str, &str), StoreError> {
+    let bad = || StoreError::InvalidKey(prefix.to_owned());
+    if prefix.len() > MAX_KEY_LEN {
+        return Err(bad());
+    }
+    let (dir, rest) = match prefix.rfind('/') {
+        Some(i) => (&prefix[..i], &prefix[i + 1..]),
+        None => ("", prefix),
+    };
+    if !dir.is_empty() {
+        validate_key(dir).map_err(|_| bad())?;
+    } else if prefix.starts_with('/') {
+        return Err(bad());
+    }
+    if !rest.bytes().all(is_segment_byte) {
+        return Err(bad());
+    }
+    Ok((dir, rest))
+}
+
+/// Check a media type for [`Store::put_bytes`].
+pub(crate) fn validate_media_type(media_type: &str) -> Result<(), StoreError> {
+    if media_type.len() > MAX_MEDIA_TYPE_LEN || media_type.chars().any(char::is_control) {
+        return Err(StoreError::InvalidMediaType(media_type.to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_keys() {
+        for k in [
+            "a",
+            "a/b",
+            "users/u1/settings/_keyring",
+            "x:y@z-w_v.q",
+            "...",
+            "a..b",
+            ".hidden",
+            "a/.b/c.",
+            "0",
+        ] {
+            assert!(validate_key(k).is_ok(), "{k}");
+        }
+    }
+
+    #[test]
+    fn invalid_keys() {
+        let long_seg = "a".repeat(MAX_SEGMENT_LEN + 1);
+        let long_key = ["a"; MAX_KEY_LEN / 2 + 1].join("/");
+        for k in [
+            "",
+            "..",
+            ".",
+            "../a",
+            "a/..",
+            "a/../b",
+            "a/./b",
+            "./a",
+            "/abs",
+            "/",
+            "a/",
+            "a//b",
+            "a\0b",
+            "a\\b",
+            "..\\a",
+            "a b",
+            "a\nb",
+            "é",
+            "a/ü/b",
+            "a~b",
+            "a.~doc",
+            "%2e%2e",
+            long_seg.as_str(),
+            long_key.as_str(),
+        ] {
+            assert!(
+                matches!(validate_key(k), Err(StoreError::InvalidKey(_))),
+                "{k:?}"
+            );
+        }
+        assert!(validate_key(&"a".repeat(MAX_SEGMENT_LEN)).is_ok());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(split_prefix("").unwrap(), ("", ""));
+        assert_eq!(split_prefix("a/").unwrap(), ("a", ""));
+        assert_eq!(split_prefix("a/b/").unwrap(), ("a/b", ""));
+        assert_eq!(split_prefix("a/b").unwrap(), ("a", "b"));
+        assert_eq!(split_prefix("ab").unwrap(), ("", "ab"));
+        assert_eq!(split_prefix("a/..").unwrap(), ("a", ".."));
+        for p in ["/", "/a/", "../", "a/../", "a//", "a\\", "é/", "a/b~"] {
+            assert!(split_prefix(p).is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(validate_media_type("image/png").is_ok());
+        assert!(validate_media_type("").is_ok());
+        assert!(validate_media_type("text/plain\nx").is_err());
+        assert!(validate_media_type(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn error_display() {
+        assert_eq!(
+            StoreError::InvalidKey("a/../b".into()).to_string(),
+            r#"Invalid storage key: "a/../b""#
+        );
+        let e = StoreError::io("k/x", "read", io::Error::other("boom"));
+        assert!(e.to_string().contains("\"k/x\""));
+    }
+}
