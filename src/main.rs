@@ -1,20 +1,125 @@
 //! The `starfish` command line. Thin: parse arguments, call the library.
 
+use starfish::server::{load_config, ServeOptions, Server, StoreChoice};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-starfish — a Starfish JSON document sync server, replica and client
+starfish — a Starfish JSON document sync server
 
 Usage:
-  starfish --help       print this help
-  starfish --version    print the version
+  starfish serve [options]          run the server (no flags: embedded default
+                                    config, 127.0.0.1:8787, data in ./starfish-data)
+  starfish check-config FILE        validate a config file and print its warnings
+  starfish --help | --version
 
-The server (`starfish serve`) arrives with the server issue.
+Options for serve:
+  --config FILE           sync config JSON (default: the embedded default)
+  --listen ADDR           address to listen on (default 127.0.0.1:8787)
+  --data-dir DIR          filesystem store directory (default ./starfish-data)
+  --memory                keep documents in memory instead
+  --base-path PREFIX      mount prefix (default /v1; use / for the root)
+  --no-anonymous          refuse requests without a cap-cert (401)
+  --max-body-bytes N      hard bound on request bodies (default: the larger of
+                          1 MiB and the largest collection maxBodyBytes)
+  --max-connections N     open connection cap (default 1024)
+  --threads N             executor threads (default: available cores)
+  --log-level LEVEL       error|warn|info|debug|trace|off (default: $STARFISH_LOG,
+                          $RUST_LOG, or info)
+
+Exit status: 0 on success, 2 for a bad command line or configuration, 1 otherwise.
 ";
 
+/// A command-line mistake.
+struct Usage(String);
+
+fn value(args: &mut std::vec::IntoIter<String>, flag: &str) -> Result<String, Usage> {
+    args.next().ok_or_else(|| Usage(format!("{flag} needs a value")))
+}
+
+fn number<T: std::str::FromStr>(args: &mut std::vec::IntoIter<String>, flag: &str) -> Result<T, Usage> {
+    let v = value(args, flag)?;
+    v.parse().map_err(|_| Usage(format!("{flag}: not a number: {v:?}")))
+}
+
+fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilter>), Usage> {
+    let mut opts = ServeOptions::default();
+    let mut level = None;
+    let mut args = args.into_iter();
+    let (mut data_dir, mut memory) = (None, false);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" => opts.config = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--listen" => {
+                let v = value(&mut args, &a)?;
+                opts.listen = v.parse().map_err(|_| Usage(format!("--listen: not an address: {v:?}")))?;
+            }
+            "--data-dir" => data_dir = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--memory" => memory = true,
+            "--base-path" => opts.base_path = value(&mut args, &a)?,
+            "--no-anonymous" => opts.auth.allow_anonymous = false,
+            "--max-body-bytes" => opts.max_body_bytes = Some(number(&mut args, &a)?),
+            "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
+            "--threads" => opts.threads = number(&mut args, &a)?,
+            "--log-level" => {
+                let v = value(&mut args, &a)?;
+                level = Some(starfish::logger::parse_level(&v).ok_or_else(|| Usage(format!("--log-level: unknown level {v:?}")))?);
+            }
+            other => return Err(Usage(format!("unknown option {other:?}"))),
+        }
+    }
+    opts.store = match (data_dir, memory) {
+        (Some(_), true) => return Err(Usage("--data-dir and --memory exclude each other".into())),
+        (_, true) => StoreChoice::Memory,
+        (Some(d), false) => StoreChoice::Dir(d),
+        (None, false) => opts.store,
+    };
+    Ok((opts, level))
+}
+
+fn serve(args: Vec<String>) -> ExitCode {
+    let (opts, level) = match parse_serve(args) {
+        Ok(x) => x,
+        Err(Usage(m)) => return usage_error(&m),
+    };
+    starfish::logger::init(level.unwrap_or_else(starfish::logger::level_from_env));
+    match Server::bind(opts).and_then(Server::run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn check_config(args: Vec<String>) -> ExitCode {
+    let [file] = args.as_slice() else {
+        return usage_error("check-config takes exactly one FILE");
+    };
+    match load_config(Some(&PathBuf::from(file))) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("[Starfish] config warning: {w}");
+            }
+            println!("{file}: valid ({} routes)", starfish::server::route_count(&loaded.config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("starfish: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = if args.is_empty() { None } else { Some(args.remove(0)) };
+    match cmd.as_deref() {
         None | Some("--help" | "-h" | "help") => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -23,9 +128,8 @@ fn main() -> ExitCode {
             println!("starfish {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some(other) => {
-            eprintln!("starfish: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+        Some("serve") => serve(args),
+        Some("check-config") => check_config(args),
+        Some(other) => usage_error(&format!("unknown command {other:?}")),
     }
 }

@@ -9,7 +9,9 @@
 //! | [`push`] | push body validation, sanitising, author proofs, the conditional write |
 //! | [`locks`] | per-key write serialisation |
 //! | [`keys`] | path-parameter and document-key safety checks |
+//! | [`batch`] | batch pull: query validation, per-entry resolution |
 
+pub mod batch;
 pub mod doc;
 pub mod keys;
 pub mod locks;

@@ -1,0 +1,425 @@
+//! The Starfish application as an HTTP [`Handler`]: routes a request, runs
+//! the access decision, and hands the work to the sync rules and the store.
+//! It holds no business rule of its own; it only wires the router, the
+//! auth resolver, [`crate::sync`] and the store together, and turns results
+//! into responses through [`super::response`].
+
+use super::response::{self, json_ok, json_status, not_found};
+use super::router::{query_param, Action, Router, Target};
+use super::{take_body_bytes, BoxFuture, Handler, Request, Response};
+use crate::auth::roles::{effective_roles, Access};
+use crate::auth::{normalize_host, Auth, AuthError, AuthRequest, HeaderLookup, Resolver};
+use crate::config::{CollectionConfig, SyncConfig};
+use crate::proto::hash::sha256_hex;
+use crate::proto::json::{Object, Value};
+use crate::proto::scope;
+use crate::store::Store;
+use crate::sync::batch::{self, BatchOptions};
+use crate::sync::{doc, keys, locks::KeyLocks, push, SyncError};
+use http_types::StatusCode;
+use std::sync::Arc;
+
+/// Options of the application layer (beyond the config file).
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// Mount prefix, e.g. `/v1` (`""` for the root).
+    pub base_path: String,
+    /// `maxCollectionsPerBatch` (100).
+    pub max_collections_per_batch: usize,
+    pub batch: BatchOptions,
+    /// Run store calls on the blocking thread pool (needed for the
+    /// filesystem store; the memory store never blocks).
+    pub blocking_store: bool,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            base_path: "/v1".to_owned(),
+            max_collections_per_batch: batch::DEFAULT_MAX_COLLECTIONS_PER_BATCH,
+            batch: BatchOptions::default(),
+            blocking_store: false,
+        }
+    }
+}
+
+/// The server application.
+pub struct Service {
+    router: Router,
+    store: Arc<dyn Store>,
+    resolver: Arc<dyn Resolver>,
+    locks: KeyLocks,
+    options: ServiceOptions,
+    clock: fn() -> i64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Headers<'a>(&'a Request);
+
+impl HeaderLookup for Headers<'_> {
+    fn header(&self, lower_name: &str) -> Option<&str> {
+        self.0.header(lower_name).map(|v| v.last().as_str())
+    }
+}
+
+/// Per-request facts the handlers need.
+struct Ctx<'a> {
+    req: &'a Request,
+    method: String,
+    path_and_query: String,
+    host: String,
+    body: Vec<u8>,
+    now: i64,
+}
+
+impl Ctx<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.req.header(name).map(|v| v.last().as_str())
+    }
+    fn query(&self, name: &str) -> Option<String> {
+        self.req.url().query().and_then(|q| query_param(q, name))
+    }
+}
+
+impl Service {
+    pub fn new(config: Arc<SyncConfig>, store: Arc<dyn Store>, resolver: Arc<dyn Resolver>, options: ServiceOptions) -> Self {
+        Service {
+            router: Router::new(config, &options.base_path),
+            store,
+            resolver,
+            locks: KeyLocks::new(),
+            options,
+            clock: now_ms,
+        }
+    }
+
+    /// Replace the clock (tests).
+    pub fn with_clock(mut self, clock: fn() -> i64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Run a store operation, on the blocking pool when the store blocks.
+    async fn store_op<T: Send + 'static>(&self, f: impl FnOnce(&dyn Store) -> T + Send + 'static) -> T {
+        let store = self.store.clone();
+        if self.options.blocking_store {
+            blocking::unblock(move || f(&*store)).await
+        } else {
+            f(&*store)
+        }
+    }
+
+    async fn serve(&self, mut req: Request) -> Response {
+        let method = req.method().to_string().to_ascii_uppercase();
+        let url = req.url().clone();
+        let path = url.path().to_owned();
+        let action = match self.router.route(&method, &path) {
+            Some(a) => a,
+            None => return not_found(),
+        };
+        let body = take_body_bytes(&mut req).await;
+        let path_and_query = match url.query() {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.clone(),
+        };
+        let host = normalize_host(req.header("host").map(|v| v.last().as_str()).unwrap_or(""), false);
+        let ctx = Ctx { req: &req, method, path_and_query, host, body, now: (self.clock)() };
+        let result = match action {
+            Action::Health => {
+                let mut o = Object::new();
+                o.insert("ok", Value::Bool(true));
+                o.insert("ts", Value::Number(ctx.now as f64));
+                Ok(json_ok(&Value::Object(o)))
+            }
+            Action::Pull(t) => self.pull(&ctx, &t).await,
+            Action::Push(t) => self.push(&ctx, &t, None).await,
+            Action::BundlePush(t) => {
+                let member = t.collection.name.clone();
+                self.push(&ctx, &t, Some(member)).await
+            }
+            Action::BundlePull { target, members } => self.bundle_pull(&ctx, &target, &members).await,
+            Action::Batch { namespace } => Ok(self.batch(&ctx, namespace).await),
+        };
+        result.unwrap_or_else(response::from_error)
+    }
+
+    fn auth_request<'a>(&self, ctx: &'a Ctx<'a>, headers: &'a Headers<'a>, identity_param: Option<&'a str>) -> AuthRequest<'a> {
+        AuthRequest {
+            method: &ctx.method,
+            path_and_query: &ctx.path_and_query,
+            mount: self.router.mount(),
+            host: &ctx.host,
+            headers,
+            body: &ctx.body,
+            identity_param,
+            now_ms: ctx.now,
+        }
+    }
+
+    /// `checkAuth` for one collection: the public fast path, else the
+    /// resolver and the role decision. `None` = public fast path.
+    fn check_auth(&self, ctx: &Ctx<'_>, t: &Target<'_>, write: bool) -> Result<Option<Auth>, Failure> {
+        let col = t.collection;
+        let access = Access { required: if write { &col.write_roles } else { &col.read_roles }, root_only: col.root_only };
+        if access.is_public() {
+            return Ok(None);
+        }
+        let headers = Headers(ctx.req);
+        let auth = self.resolver.resolve(&self.auth_request(ctx, &headers, t.identity_param())).map_err(Failure::Auth)?;
+        let roles = effective_roles(&auth, col.has_identity_param(), t.identity_param());
+        if !access.allows(&roles) {
+            return Err(Failure::Forbidden);
+        }
+        // Deliberate fix: a cap without the write op cannot push, whatever
+        // the role list says (the official server lets `self` through).
+        if write && auth.scope_ops.as_ref().is_some_and(|ops| !ops.iter().any(|o| o == "write")) {
+            return Err(Failure::Forbidden);
+        }
+        Ok(Some(auth))
+    }
+
+    async fn pull(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
+        check_params(t)?;
+        let auth = self.check_auth(ctx, t, false)?;
+        let col = t.collection;
+        let key = col.resolve_key(&t.params);
+        if keys::is_unsafe_key(&key) {
+            return Err(SyncError::InvalidPathParameter.into());
+        }
+        if col.is_binary() {
+            return self.binary_pull(ctx, col, key).await;
+        }
+        let with_keyring = ctx.query("withKeyring").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+        let keyring_key = format!("{key}/_keyring");
+        let keyring_allowed = match auth.as_ref().and_then(|a| a.scope_paths.as_deref()) {
+            Some(paths) => scope::match_scope_path(&keyring_key, Some(paths)),
+            None => true,
+        };
+        let want_keyring = with_keyring && keyring_allowed;
+        let (doc, keyring) = self
+            .store_op(move |s| {
+                let doc = doc::read(s, &key)?;
+                let keyring = if want_keyring { Some(doc::read(s, &keyring_key).ok()) } else { None };
+                Ok::<_, crate::store::StoreError>((doc, keyring))
+            })
+            .await
+            .map_err(SyncError::from)?;
+        let doc = match doc {
+            doc::Read::Doc(d) => Some(d),
+            _ => None,
+        };
+        let keyring = keyring.map(|k| match k {
+            Some(doc::Read::Doc(d)) => Some(d),
+            _ => None,
+        });
+        let hash = doc.as_ref().map(|d| d.hash_str().to_owned()).unwrap_or_default();
+        let etag = (!hash.is_empty()).then(|| format!("\"{hash}\""));
+        if let (Some(etag), Some(inm)) = (&etag, ctx.header("if-none-match")) {
+            if etag == inm {
+                return Ok(response::not_modified());
+            }
+        }
+        let body = doc::pull_answer(doc.as_ref(), ctx.now, keyring.as_ref().map(|k| k.as_ref()));
+        let mut res = json_ok(&body);
+        if let Some(etag) = etag {
+            res.insert_header("ETag", etag);
+        }
+        add_cache_control(&mut res, col);
+        Ok(res)
+    }
+
+    async fn binary_pull(&self, ctx: &Ctx<'_>, col: &CollectionConfig, key: String) -> Result<Response, Failure> {
+        let Some((bytes, media)) = self.store_op(move |s| s.get_bytes(&key)).await.map_err(SyncError::from)? else {
+            return Ok(response::empty(StatusCode::NotFound));
+        };
+        let etag = format!("\"{}\"", sha256_hex(&bytes));
+        if ctx.header("if-none-match") == Some(etag.as_str()) {
+            return Ok(response::not_modified());
+        }
+        let media = if media.is_empty() { "application/octet-stream".to_owned() } else { media };
+        let mut res = response::bytes(StatusCode::Ok, bytes, &media);
+        res.insert_header("ETag", etag);
+        add_cache_control(&mut res, col);
+        Ok(res)
+    }
+
+    async fn push(&self, ctx: &Ctx<'_>, t: &Target<'_>, member: Option<String>) -> Result<Response, Failure> {
+        check_params(t)?;
+        let auth = self.check_auth(ctx, t, true)?;
+        let col = t.collection;
+        let mut key = col.resolve_key(&t.params);
+        if let Some(m) = &member {
+            key = format!("{key}/{m}");
+        } else if keys::is_unsafe_key(&key) {
+            return Err(SyncError::InvalidPathParameter.into());
+        }
+        push::check_content_length(ctx.header("content-length"), col.max_body_bytes)?;
+        if col.is_binary() && member.is_none() {
+            return self.binary_push(ctx, col, key).await;
+        }
+        let body = push::parse_json_body(ctx.header("content-type"), &ctx.body)?;
+        let presenter = auth.as_ref().and_then(|a| a.presenter.as_deref());
+        let push = push::validate(body, &key, presenter)?;
+        let _guard = self.locks.lock(&key).await;
+        let now = ctx.now;
+        let written = self.store_op(move |s| push::write(s, &key, &push, now)).await?;
+        Ok(json_ok(&push::answer(&written)))
+    }
+
+    async fn binary_push(&self, ctx: &Ctx<'_>, col: &CollectionConfig, key: String) -> Result<Response, Failure> {
+        let header = ctx.header("content-type").unwrap_or("");
+        let media_case = header.split(';').next().unwrap_or("").trim().to_owned();
+        let media = media_case.to_ascii_lowercase();
+        if media.is_empty() || !col.allowed_mime_types.iter().any(|p| mime_matches(&p.to_ascii_lowercase(), &media)) {
+            let allowed = Value::Array(col.allowed_mime_types.iter().map(|m| Value::from(m.as_str())).collect());
+            let allowed_json = String::from_utf8(crate::proto::json::to_js_json(&allowed)).unwrap_or_default();
+            return Err(SyncError::MimeNotAllowed { header: header.to_owned(), allowed_json }.into());
+        }
+        let hash = sha256_hex(&ctx.body);
+        let bytes = ctx.body.clone();
+        let _guard = self.locks.lock(&key).await;
+        self.store_op(move |s| s.put_bytes(&key, &bytes, &media_case)).await.map_err(SyncError::from)?;
+        let mut o = Object::new();
+        o.insert("hash", hash.into());
+        Ok(json_ok(&Value::Object(o)))
+    }
+
+    async fn bundle_pull(&self, ctx: &Ctx<'_>, t: &Target<'_>, members: &[&CollectionConfig]) -> Result<Response, Failure> {
+        check_params(t)?;
+        let needs_auth = members.iter().any(|m| m.root_only || !m.read_roles.iter().any(|r| r == "public"));
+        let roles = if needs_auth {
+            let headers = Headers(ctx.req);
+            let auth = self.resolver.resolve(&self.auth_request(ctx, &headers, t.identity_param())).map_err(Failure::Auth)?;
+            effective_roles(&auth, t.collection.has_identity_param(), t.identity_param())
+        } else {
+            Vec::new()
+        };
+        let base = t.collection.resolve_key(&t.params);
+        if keys::is_unsafe_key(&base) {
+            return Err(SyncError::InvalidPathParameter.into());
+        }
+        let keys: Vec<(String, String)> = members
+            .iter()
+            .filter(|m| Access { required: &m.read_roles, root_only: m.root_only }.allows(&roles))
+            .map(|m| (m.name.clone(), format!("{base}/{}", m.name)))
+            .collect();
+        let docs = self
+            .store_op(move |s| {
+                keys.into_iter()
+                    .map(|(name, key)| doc::read(s, &key).map(|d| (name, d)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(SyncError::from)?;
+        let mut cols = Object::with_capacity(docs.len());
+        let any = !docs.is_empty();
+        for (name, d) in docs {
+            let d = match d {
+                doc::Read::Doc(d) => Some(d),
+                _ => None,
+            };
+            cols.insert(name, doc::entry_answer(d.as_ref(), None));
+        }
+        let mut o = Object::with_capacity(2);
+        o.insert("collections", Value::Object(cols));
+        o.insert("timestamp", Value::Number(if any { ctx.now as f64 } else { 0.0 }));
+        Ok(json_ok(&Value::Object(o)))
+    }
+
+    async fn batch(&self, ctx: &Ctx<'_>, namespace: Option<&str>) -> Response {
+        let max = self.options.max_collections_per_batch;
+        let query = match batch::parse_query(ctx.query("collections").as_deref(), ctx.query("params").as_deref(), max) {
+            Ok(q) => q,
+            Err(e) => return json_status(400, &response::error_body(e.message())),
+        };
+        let headers = Headers(ctx.req);
+        let auth = match self.resolver.resolve(&self.auth_request(ctx, &headers, None)) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                log::info!("batch pull continues anonymously after an auth failure: {e}");
+                None
+            }
+        };
+        let cols: Vec<CollectionConfig> = self.router.config().scope(namespace).map(<[_]>::to_vec).unwrap_or_default();
+        let options = self.options.batch.clone();
+        let now = ctx.now;
+        let body = self.store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, now)).await;
+        json_ok(&body)
+    }
+}
+
+/// Why a request failed before producing its answer.
+#[derive(Debug)]
+pub enum Failure {
+    Auth(AuthError),
+    Forbidden,
+    Sync(SyncError),
+}
+
+impl From<SyncError> for Failure {
+    fn from(e: SyncError) -> Self {
+        Failure::Sync(e)
+    }
+}
+
+fn check_params(t: &Target<'_>) -> Result<(), SyncError> {
+    if t.params.iter().all(|(_, v)| keys::is_valid_param(v)) {
+        Ok(())
+    } else {
+        Err(SyncError::InvalidPathParameter)
+    }
+}
+
+fn add_cache_control(res: &mut Response, col: &CollectionConfig) {
+    if let Some(ms) = col.cache_duration_ms {
+        let s = (ms / 1000.0).floor();
+        let s = crate::proto::canonical::js_number(s);
+        let value = if col.read_roles.iter().any(|r| r == "public") { format!("max-age={s}") } else { format!("private, max-age={s}") };
+        res.insert_header("Cache-Control", value);
+    }
+}
+
+/// MIME pattern match: type and subtype non-empty on both sides, each pattern
+/// part `*` or equal.
+fn mime_matches(pattern: &str, media: &str) -> bool {
+    let mut p = pattern.split('/');
+    let mut m = media.split('/');
+    let (Some(pt), Some(ps), Some(mt), Some(ms)) = (p.next(), p.next(), m.next(), m.next()) else {
+        return false;
+    };
+    if [pt, ps, mt, ms].iter().any(|s| s.is_empty()) {
+        return false;
+    }
+    (pt == "*" || pt == mt) && (ps == "*" || ps == ms)
+}
+
+impl Handler for Service {
+    fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
+        Box::pin(self.serve(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mime_matches;
+
+    #[test]
+    fn mime_patterns() {
+        assert!(mime_matches("image/*", "image/png"));
+        assert!(mime_matches("*/*", "text/plain"));
+        assert!(!mime_matches("image/*", "text/plain"));
+        assert!(!mime_matches("image/png", "image"));
+        assert!(!mime_matches("image/", "image/png"));
+    }
+}
