@@ -10,8 +10,9 @@
 //! | module | owns |
 //! |---|---|
 //! | [`proto`] | the sans-I/O protocol core: canonical JSON, hashes, cap-certs, request signatures, scope globs, identities, merge |
+//! | [`http`] | our own HTTP/1 server: strict framing, keep-alive, pipelining, deadlines, graceful shutdown; runs on any executor |
 //!
-//! The server, HTTP/1 layer, store, auth, replica, timer wheel and client
+//! The server, store, auth, replica, timer wheel and client
 //! land in their own modules as they are built (see `DESIGN.md`).
 //!
 //! ## Example
@@ -26,4 +27,5 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod http;
 pub mod proto;

@@ -25,11 +25,16 @@ fn load(name: &str) -> Vec<J> {
 }
 
 fn s<'a>(case: &'a J, key: &str) -> &'a str {
-    case[key].as_str().unwrap_or_else(|| panic!("case field {key} missing: {case}"))
+    case[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("case field {key} missing: {case}"))
 }
 
 fn name(case: &J) -> String {
-    case.get("name").and_then(J::as_str).map(str::to_owned).unwrap_or_else(|| case.to_string())
+    case.get("name")
+        .and_then(J::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| case.to_string())
 }
 
 /// Convert a vector's JSON (trusted, valid UTF-8) to our value type by
@@ -46,7 +51,13 @@ fn run_all(file: &str, check: impl Fn(&J) -> Result<(), String>) -> usize {
         .iter()
         .filter_map(|c| check(c).err().map(|e| format!("{}: {e}", name(c))))
         .collect();
-    assert!(failures.is_empty(), "{file}: {} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{file}: {} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     eprintln!("{file}: {} of {} cases passed", cases.len(), cases.len());
     cases.len()
 }
@@ -62,9 +73,18 @@ fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Res
 #[test]
 fn stable_stringify_vectors() {
     run_all("stable-stringify.json", |c| {
-        let v = parse_body(s(c, "input_json").as_bytes(), 1000).map_err(|e| format!("parse: {e}"))?;
-        expect_eq("stableStringify", stable_stringify(&v).as_str(), s(c, "expected"))?;
-        expect_eq("sha256 of expected", sha256_hex(s(c, "expected").as_bytes()).as_str(), s(c, "sha256"))?;
+        let v =
+            parse_body(s(c, "input_json").as_bytes(), 1000).map_err(|e| format!("parse: {e}"))?;
+        expect_eq(
+            "stableStringify",
+            stable_stringify(&v).as_str(),
+            s(c, "expected"),
+        )?;
+        expect_eq(
+            "sha256 of expected",
+            sha256_hex(s(c, "expected").as_bytes()).as_str(),
+            s(c, "sha256"),
+        )?;
         expect_eq("computeHash", document_hash(&v).as_str(), s(c, "sha256"))
     });
 }
@@ -75,14 +95,26 @@ fn user_id_vectors() {
         let got = user_id_from_pub_hex(s(c, "pubkey_hex"));
         match c["user_id"].as_str() {
             Some(want) => {
-                expect_eq("userId", got.as_deref().map_err(|e| e.to_string()), Ok(want))?;
+                expect_eq(
+                    "userId",
+                    got.as_deref().map_err(|e| e.to_string()),
+                    Ok(want),
+                )?;
                 if let Some(seed) = c.get("seed_hex").and_then(J::as_str) {
                     let seed: [u8; 32] = hex_decode(seed).unwrap().try_into().unwrap();
-                    expect_eq("pubkey from seed", request_sig::public_key_hex(&seed).as_str(), s(c, "pubkey_hex"))?;
+                    expect_eq(
+                        "pubkey from seed",
+                        request_sig::public_key_hex(&seed).as_str(),
+                        s(c, "pubkey_hex"),
+                    )?;
                 }
                 Ok(())
             }
-            None => expect_eq("error", got.map_err(|e| e.to_string()), Err(s(c, "error").to_owned())),
+            None => expect_eq(
+                "error",
+                got.map_err(|e| e.to_string()),
+                Err(s(c, "error").to_owned()),
+            ),
         }
     });
 }
@@ -92,10 +124,18 @@ fn path_glob_vectors() {
     run_all("path-glob.json", |c| {
         let want = c["expected"].as_bool().unwrap();
         match s(c, "kind") {
-            "pathGlobMatch" => expect_eq("pathGlobMatch", scope::glob_match(s(c, "glob"), s(c, "target")), want),
+            "pathGlobMatch" => expect_eq(
+                "pathGlobMatch",
+                scope::glob_match(s(c, "glob"), s(c, "target")),
+                want,
+            ),
             "matchScopePath" => {
                 let raw: Option<Vec<String>> = c.get("scope_paths").map(|p| {
-                    p.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect()
+                    p.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_str().unwrap().to_owned())
+                        .collect()
                 });
                 let paths = match (raw, c.get("identity").and_then(J::as_str)) {
                     (Some(p), Some(id)) => {
@@ -111,7 +151,11 @@ fn path_glob_vectors() {
                     }
                     (p, _) => p,
                 };
-                expect_eq("matchScopePath", scope::match_scope_path(s(c, "request_path"), paths.as_deref()), want)
+                expect_eq(
+                    "matchScopePath",
+                    scope::match_scope_path(s(c, "request_path"), paths.as_deref()),
+                    want,
+                )
             }
             k => Err(format!("unknown kind {k}")),
         }
@@ -126,8 +170,18 @@ fn deep_merge_vectors() {
             other => Err(format!("{k} is not an object: {other:?}")),
         };
         let merged = Value::Object(deep_merge(&obj("local_json")?, &obj("remote_json")?));
-        expect_eq("JSON.stringify", String::from_utf8(json::to_js_json(&merged)).unwrap().as_str(), s(c, "expected_json"))?;
-        expect_eq("stableStringify", stable_stringify(&merged).as_str(), s(c, "expected_stable"))
+        expect_eq(
+            "JSON.stringify",
+            String::from_utf8(json::to_js_json(&merged))
+                .unwrap()
+                .as_str(),
+            s(c, "expected_json"),
+        )?;
+        expect_eq(
+            "stableStringify",
+            stable_stringify(&merged).as_str(),
+            s(c, "expected_stable"),
+        )
     });
 }
 
@@ -139,7 +193,11 @@ fn request_signing_vectors() {
             expect_eq("body sha256", sha256_hex(&body).as_str(), want)?;
         }
         if let Some(nonce_hex) = c.get("nonce_hex").and_then(J::as_str) {
-            expect_eq("nonce b64", b64_decode(s(c, "nonce_b64")), hex_decode(nonce_hex).ok())?;
+            expect_eq(
+                "nonce b64",
+                b64_decode(s(c, "nonce_b64")),
+                hex_decode(nonce_hex).ok(),
+            )?;
         }
         let req = RequestToSign {
             method: s(c, "method"),
@@ -149,20 +207,42 @@ fn request_signing_vectors() {
             ts: c["ts"].as_f64().unwrap(),
             nonce_b64: s(c, "nonce_b64"),
         };
-        let sig_key = c.get("verify_public_key_hex").and_then(J::as_str).unwrap_or(s(c, "public_key_hex"));
+        let sig_key = c
+            .get("verify_public_key_hex")
+            .and_then(J::as_str)
+            .unwrap_or(s(c, "public_key_hex"));
         let want_verify = c["expected_verify"].as_bool().unwrap();
         if s(c, "kind") == "positive" {
-            expect_eq("canonical input", request_sig::canonical_input(&req).as_str(), s(c, "canonical_input"))?;
+            expect_eq(
+                "canonical input",
+                request_sig::canonical_input(&req).as_str(),
+                s(c, "canonical_input"),
+            )?;
             expect_eq(
                 "canonical input hex",
-                starfish::proto::encoding::hex_encode(request_sig::canonical_input(&req).as_bytes()).as_str(),
+                starfish::proto::encoding::hex_encode(
+                    request_sig::canonical_input(&req).as_bytes(),
+                )
+                .as_str(),
                 s(c, "canonical_input_hex"),
             )?;
             let seed: [u8; 32] = hex_decode(s(c, "seed_hex")).unwrap().try_into().unwrap();
-            expect_eq("public key", request_sig::public_key_hex(&seed).as_str(), s(c, "public_key_hex"))?;
-            expect_eq("signature", request_sig::sign_request(&req, &seed).as_str(), s(c, "signature_b64"))?;
+            expect_eq(
+                "public key",
+                request_sig::public_key_hex(&seed).as_str(),
+                s(c, "public_key_hex"),
+            )?;
+            expect_eq(
+                "signature",
+                request_sig::sign_request(&req, &seed).as_str(),
+                s(c, "signature_b64"),
+            )?;
         }
-        expect_eq("verify", request_sig::verify_request(&req, s(c, "signature_b64"), sig_key), want_verify)
+        expect_eq(
+            "verify",
+            request_sig::verify_request(&req, s(c, "signature_b64"), sig_key),
+            want_verify,
+        )
     });
 }
 
@@ -170,12 +250,29 @@ fn request_signing_vectors() {
 fn cap_cert_vectors() {
     run_all("cap-cert.json", |c| {
         let cert = CapCert::from_value(ours(&c["cert"]));
-        expect_eq("signing input", cert.signing_input().as_str(), s(c, "canonical_signing_input"))?;
-        expect_eq("authorization header", cert.authorization_header().as_str(), s(c, "authorization_header"))?;
-        let parsed = cap::parse_authorization(s(c, "authorization_header"), usize::MAX).map_err(|e| e.to_string())?;
+        expect_eq(
+            "signing input",
+            cert.signing_input().as_str(),
+            s(c, "canonical_signing_input"),
+        )?;
+        expect_eq(
+            "authorization header",
+            cert.authorization_header().as_str(),
+            s(c, "authorization_header"),
+        )?;
+        let parsed = cap::parse_authorization(s(c, "authorization_header"), usize::MAX)
+            .map_err(|e| e.to_string())?;
         expect_eq("header round trip", &parsed, &cert)?;
-        expect_eq("signature_valid", cap::verify_cap_signature(&cert), c["signature_valid"].as_bool().unwrap())?;
-        expect_eq("is_root_device_cap", cert.is_root_device_cap(), c["is_root_device_cap"].as_bool().unwrap())?;
+        expect_eq(
+            "signature_valid",
+            cap::verify_cap_signature(&cert),
+            c["signature_valid"].as_bool().unwrap(),
+        )?;
+        expect_eq(
+            "is_root_device_cap",
+            cert.is_root_device_cap(),
+            c["is_root_device_cap"].as_bool().unwrap(),
+        )?;
         let skew = c["clock_skew_sec"].as_i64().unwrap();
         for check in c["checks"].as_array().unwrap() {
             let now = check["now"].as_i64().unwrap();
@@ -198,7 +295,9 @@ fn cap_cert_minting_reproduces_the_official_certs() {
     let keys = &cases[0]["keys"];
     let mut reminted = 0;
     for c in &cases {
-        let Some(m) = c.get("minted_with") else { continue };
+        let Some(m) = c.get("minted_with") else {
+            continue;
+        };
         let cert = &c["cert"];
         // keys: {"<who>_pub_hex": ..., "<who>_seed_hex": ...}
         let iss_seed_hex = keys
@@ -208,9 +307,14 @@ fn cap_cert_minting_reproduces_the_official_certs() {
             .find(|(k, v)| k.ends_with("_pub_hex") && v.as_str() == cert["iss"].as_str())
             .and_then(|(k, _)| keys.get(k.replace("_pub_hex", "_seed_hex")))
             .and_then(J::as_str);
-        let Some(iss_seed_hex) = iss_seed_hex else { continue };
+        let Some(iss_seed_hex) = iss_seed_hex else {
+            continue;
+        };
         let seed: [u8; 32] = hex_decode(iss_seed_hex).unwrap().try_into().unwrap();
-        let nonce: [u8; 16] = b64_decode(cert["nonce"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let nonce: [u8; 16] = b64_decode(cert["nonce"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
         let nbf = cert["nbf"].as_i64().unwrap();
         let scope = match ours(&cert["scope"]) {
             Value::Object(o) => o,
@@ -222,10 +326,19 @@ fn cap_cert_minting_reproduces_the_official_certs() {
             cert["sub"].as_str().unwrap(),
             cert["subKem"].as_str().unwrap(),
             scope,
-            cap::MintOptions { nbf, ttl_sec: cert["exp"].as_i64().unwrap() - nbf, nonce },
+            cap::MintOptions {
+                nbf,
+                ttl_sec: cert["exp"].as_i64().unwrap() - nbf,
+                nonce,
+            },
         )
         .unwrap_or_else(|e| panic!("{}: {e} ({m})", name(c)));
-        assert_eq!(stable_stringify(minted.value()), stable_stringify(&ours(cert)), "{}", name(c));
+        assert_eq!(
+            stable_stringify(minted.value()),
+            stable_stringify(&ours(cert)),
+            "{}",
+            name(c)
+        );
         reminted += 1;
     }
     assert!(reminted >= 1, "no minted case could be re-minted");

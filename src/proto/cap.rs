@@ -158,7 +158,9 @@ impl CapCert {
     }
     fn scope_strings(&self, name: &str) -> Option<Vec<String>> {
         let arr = self.field("scope")?.as_object()?.get(name)?.as_array()?;
-        arr.iter().map(|v| v.as_js_string().map(JsString::to_string_lossy)).collect()
+        arr.iter()
+            .map(|v| v.as_js_string().map(JsString::to_string_lossy))
+            .collect()
     }
     /// `scope.ops`.
     pub fn scope_ops(&self) -> Vec<String> {
@@ -193,7 +195,10 @@ impl CapCert {
     }
     /// `Cap <base64(stableStringify(cert))>`, the `Authorization` header value.
     pub fn authorization_header(&self) -> String {
-        format!("Cap {}", b64_encode(stable_stringify(&self.value).as_bytes()))
+        format!(
+            "Cap {}",
+            b64_encode(stable_stringify(&self.value).as_bytes())
+        )
     }
 }
 
@@ -210,7 +215,10 @@ pub fn assert_well_formed(cert: &CapCert) -> Result<(), CapReason> {
         return fail(MalformedShape);
     }
     if kind == CapKind::Audience {
-        if cert.field("sub").is_some() || cert.field("subKem").is_some() || cert.field("subUserId").is_some() {
+        if cert.field("sub").is_some()
+            || cert.field("subKem").is_some()
+            || cert.field("subUserId").is_some()
+        {
             return fail(AudienceHasSub);
         }
     } else if !is_str("sub") || !is_str("subKem") {
@@ -222,7 +230,10 @@ pub fn assert_well_formed(cert: &CapCert) -> Result<(), CapReason> {
     if cert.field("subUserId").is_some() && !is_str("subUserId") {
         return fail(MalformedShape);
     }
-    let nonce = cert.field("nonce").and_then(Value::as_js_string).map(JsString::to_string_lossy);
+    let nonce = cert
+        .field("nonce")
+        .and_then(Value::as_js_string)
+        .map(JsString::to_string_lossy);
     match nonce.as_deref().and_then(b64_decode) {
         Some(b) if b.len() == CAP_NONCE_LEN => {}
         _ => return fail(MalformedShape),
@@ -232,7 +243,9 @@ pub fn assert_well_formed(cert: &CapCert) -> Result<(), CapReason> {
         _ => return fail(MalformedShape),
     };
     let ops_ok = match scope.get("ops") {
-        Some(Value::Array(a)) => a.iter().all(|op| matches!(op.as_str(), Some("read" | "write" | "list"))),
+        Some(Value::Array(a)) => a
+            .iter()
+            .all(|op| matches!(op.as_str(), Some("read" | "write" | "list"))),
         _ => false,
     };
     let strings = |v: Option<&Value>| matches!(v, Some(Value::Array(a)) if a.iter().all(|x| matches!(x, Value::String(_))));
@@ -248,7 +261,11 @@ pub fn assert_well_formed(cert: &CapCert) -> Result<(), CapReason> {
         (_, Some(_)) => return fail(NonAudienceHasAud),
         (_, None) => {}
     }
-    let iss = cert.field("iss").and_then(Value::as_js_string).map(JsString::to_string_lossy).unwrap_or_default();
+    let iss = cert
+        .field("iss")
+        .and_then(Value::as_js_string)
+        .map(JsString::to_string_lossy)
+        .unwrap_or_default();
     let iss_uid = user_id_from_pub_hex(&iss).map_err(|_| Malformed)?;
     if cert.field("issUserId") != Some(&Value::from(iss_uid)) {
         return fail(IssUserIdMismatch);
@@ -415,7 +432,9 @@ pub enum MintError {
 impl fmt::Display for MintError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MintError::KeyMismatch => f.write_str("issuer private key does not match issuer public key"),
+            MintError::KeyMismatch => {
+                f.write_str("issuer private key does not match issuer public key")
+            }
             MintError::NotWellFormed(r) => write!(f, "minted cap-cert is not well-formed: {r}"),
         }
     }
@@ -437,7 +456,8 @@ pub fn mint_device_cap(
     if hex_decode_array::<32>(iss_pub_hex) != Some(key.verifying_key().to_bytes()) {
         return Err(MintError::KeyMismatch);
     }
-    let iss_uid = user_id_from_pub_hex(iss_pub_hex).map_err(|_| MintError::NotWellFormed(CapReason::Malformed))?;
+    let iss_uid = user_id_from_pub_hex(iss_pub_hex)
+        .map_err(|_| MintError::NotWellFormed(CapReason::Malformed))?;
     let mut o = Object::new();
     o.insert("v", Value::Number(1.0));
     o.insert("kind", "device".into());
@@ -477,12 +497,34 @@ mod tests {
 
     #[test]
     fn header_decoding_edge_cases() {
-        assert_eq!(parse_authorization("Bearer x", 8192), Err(CapHeaderError::NotCap));
-        assert_eq!(parse_authorization("cap eyJ9", 8192), Err(CapHeaderError::NotCap));
-        assert_eq!(parse_authorization("Cap ", 8192), Err(CapHeaderError::Malformed));
-        assert_eq!(parse_authorization("Cap bnVsbA==", 8192), Err(CapHeaderError::Malformed), "null");
-        assert_eq!(parse_authorization("Cap e30=", 3), Err(CapHeaderError::TooLarge));
-        assert!(parse_authorization("Cap  e30= ", 8192).is_ok(), "payload is trimmed");
-        assert!(parse_authorization("Cap 77u/e30=", 8192).is_ok(), "BOM dropped");
+        assert_eq!(
+            parse_authorization("Bearer x", 8192),
+            Err(CapHeaderError::NotCap)
+        );
+        assert_eq!(
+            parse_authorization("cap eyJ9", 8192),
+            Err(CapHeaderError::NotCap)
+        );
+        assert_eq!(
+            parse_authorization("Cap ", 8192),
+            Err(CapHeaderError::Malformed)
+        );
+        assert_eq!(
+            parse_authorization("Cap bnVsbA==", 8192),
+            Err(CapHeaderError::Malformed),
+            "null"
+        );
+        assert_eq!(
+            parse_authorization("Cap e30=", 3),
+            Err(CapHeaderError::TooLarge)
+        );
+        assert!(
+            parse_authorization("Cap  e30= ", 8192).is_ok(),
+            "payload is trimmed"
+        );
+        assert!(
+            parse_authorization("Cap 77u/e30=", 8192).is_ok(),
+            "BOM dropped"
+        );
     }
 }

@@ -114,9 +114,14 @@ pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
 pub fn is_js_whitespace(c: char) -> bool {
     matches!(
         c,
-        '\u{9}' | '\u{a}' | '\u{b}' | '\u{c}' | '\u{d}' | ' ' | '\u{a0}' | '\u{1680}'
-            | '\u{2000}'..='\u{200a}'
-            | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
+        '\u{9}' | '\u{a}' | '\u{b}' | '\u{c}' | '\u{d}' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
     )
 }
 
@@ -137,7 +142,10 @@ mod tests {
         assert_eq!(b64_decode("AR==").unwrap(), [1], "trailing bits tolerated");
         assert!(b64_decode("A").is_none());
         assert!(b64_decode("A===").is_none());
-        assert!(b64_decode("AQ=").is_none(), "length 3 is not a multiple of 4");
+        assert!(
+            b64_decode("AQ=").is_none(),
+            "length 3 is not a multiple of 4"
+        );
         assert!(b64_decode("AQ-_").is_none(), "no URL-safe alphabet");
         assert_eq!(b64_decode("").unwrap(), Vec::<u8>::new());
     }

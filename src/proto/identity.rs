@@ -81,8 +81,13 @@ pub fn derive_root_identity(passphrase: &str) -> Result<RootIdentity, IdentityEr
         return Err(IdentityError::EmptyPassphrase);
     }
     let normalised: String = passphrase.nfc().collect();
-    let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM, Some(32))
-        .map_err(|e| IdentityError::Argon2(e.to_string()))?;
+    let params = argon2::Params::new(
+        ARGON2_MEMORY_KIB,
+        ARGON2_ITERATIONS,
+        ARGON2_PARALLELISM,
+        Some(32),
+    )
+    .map_err(|e| IdentityError::Argon2(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut master = [0u8; 32];
     argon
@@ -125,7 +130,11 @@ mod tests {
     #[test]
     fn blank_passphrases_are_refused() {
         for p in ["", "   ", "\u{feff}\u{3000}\n"] {
-            assert_eq!(derive_root_identity(p), Err(IdentityError::EmptyPassphrase), "{p:?}");
+            assert_eq!(
+                derive_root_identity(p),
+                Err(IdentityError::EmptyPassphrase),
+                "{p:?}"
+            );
         }
     }
 }

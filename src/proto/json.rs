@@ -501,12 +501,16 @@ impl Parser<'_> {
         self.i = end;
         // The grammar was checked, so the text is ASCII and Rust's parser
         // (correctly rounded, overflow to infinity) accepts it.
-        let text = std::str::from_utf8(&self.s[start..end]).map_err(|_| ParseError::Syntax(start))?;
+        let text =
+            std::str::from_utf8(&self.s[start..end]).map_err(|_| ParseError::Syntax(start))?;
         text.parse::<f64>().map_err(|_| ParseError::Syntax(start))
     }
 
     fn hex4(&mut self) -> Result<u16, ParseError> {
-        let h = self.s.get(self.i..self.i + 4).ok_or(ParseError::Syntax(self.i))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or(ParseError::Syntax(self.i))?;
         let mut n: u16 = 0;
         for &c in h {
             let d = (c as char).to_digit(16).ok_or(ParseError::Syntax(self.i))?;

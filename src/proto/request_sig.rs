@@ -72,7 +72,13 @@ pub fn body_is_signed(method: &str, content_type: Option<&str>) -> bool {
         return false;
     }
     let media = content_type
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     media.is_empty() || media == "application/json"
 }
@@ -145,14 +151,21 @@ mod tests {
         for bad in ["", "-", "1e3", "0x10", " 1", "1.5", "+1"] {
             assert_eq!(parse_ts_header(bad), None, "{bad:?}");
         }
-        assert_eq!(parse_ts_header(&"9".repeat(400)), None, "overflows to infinity");
+        assert_eq!(
+            parse_ts_header(&"9".repeat(400)),
+            None,
+            "overflows to infinity"
+        );
     }
 
     #[test]
     fn signed_body_rules() {
         assert!(!body_is_signed("GET", None));
         assert!(body_is_signed("POST", None));
-        assert!(body_is_signed("POST", Some(" Application/JSON ; charset=utf-8")));
+        assert!(body_is_signed(
+            "POST",
+            Some(" Application/JSON ; charset=utf-8")
+        ));
         assert!(!body_is_signed("POST", Some("image/png")));
         assert!(body_is_signed("PUT", Some("")));
     }

@@ -3,7 +3,13 @@
 use super::json::{Object, Value};
 
 /// Keys dropped from pushed documents and merges at every object level.
-pub const UNSAFE_KEYS: [&str; 5] = ["__proto__", "constructor", "prototype", "__class__", "__dict__"];
+pub const UNSAFE_KEYS: [&str; 5] = [
+    "__proto__",
+    "constructor",
+    "prototype",
+    "__class__",
+    "__dict__",
+];
 
 /// The deepest nesting a push body may have (the body object is level 1).
 pub const MAX_BODY_DEPTH: usize = 64;

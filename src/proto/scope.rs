@@ -99,7 +99,11 @@ pub fn percent_decode(s: &str) -> Option<String> {
         if b[i] == b'%' {
             let h = b.get(i + 1..i + 3)?;
             let hex = std::str::from_utf8(h).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok().filter(|_| h.iter().all(u8::is_ascii_hexdigit))?);
+            out.push(
+                u8::from_str_radix(hex, 16)
+                    .ok()
+                    .filter(|_| h.iter().all(u8::is_ascii_hexdigit))?,
+            );
             i += 3;
         } else {
             out.push(b[i]);
@@ -150,14 +154,18 @@ pub fn match_scope_path(request_path: &str, paths: Option<&[String]>) -> bool {
     if !any_allow || !allowed {
         return false;
     }
-    !paths.iter().filter_map(|p| p.strip_prefix('!')).any(|d| {
-        glob_match(d, &canon) || glob_match(&format!("{d}/**"), &canon)
-    })
+    !paths
+        .iter()
+        .filter_map(|p| p.strip_prefix('!'))
+        .any(|d| glob_match(d, &canon) || glob_match(&format!("{d}/**"), &canon))
 }
 
 /// Replace every `{identity}` in each scope path with `identity`.
 pub fn expand_identity(paths: &[String], identity: &str) -> Vec<String> {
-    paths.iter().map(|p| p.replace("{identity}", identity)).collect()
+    paths
+        .iter()
+        .map(|p| p.replace("{identity}", identity))
+        .collect()
 }
 
 /// `stripActionPrefix(p)`: the part of the path after the first `pull`,
@@ -201,9 +209,21 @@ mod tests {
 
     #[test]
     fn strip_action_prefix_examples() {
-        assert_eq!(strip_action_prefix("/v1/tenantA/pull/tenantA/users/X/settings"), "tenantA/users/X/settings");
-        assert_eq!(strip_action_prefix("/push/users/X/data/prefs?x=1"), "users/X/data/prefs");
-        assert_eq!(strip_action_prefix("/v1/tenantA/batch/pull"), "v1/tenantA/batch/pull".split_once("pull").map(|_| "").unwrap_or(""));
+        assert_eq!(
+            strip_action_prefix("/v1/tenantA/pull/tenantA/users/X/settings"),
+            "tenantA/users/X/settings"
+        );
+        assert_eq!(
+            strip_action_prefix("/push/users/X/data/prefs?x=1"),
+            "users/X/data/prefs"
+        );
+        assert_eq!(
+            strip_action_prefix("/v1/tenantA/batch/pull"),
+            "v1/tenantA/batch/pull"
+                .split_once("pull")
+                .map(|_| "")
+                .unwrap_or("")
+        );
         assert_eq!(strip_action_prefix("/health"), "health");
     }
 
@@ -230,6 +250,10 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb").as_deref(), Some("a/b"));
         assert_eq!(percent_decode("%E0%A4%A"), None);
         assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%ED%A0%80"), None, "surrogates are not valid UTF-8");
+        assert_eq!(
+            percent_decode("%ED%A0%80"),
+            None,
+            "surrogates are not valid UTF-8"
+        );
     }
 }
