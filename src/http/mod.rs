@@ -26,7 +26,9 @@
 //! [`ServerConfig::max_body_bytes`]). The [`Request`] carries the method, a URL
 //! built as `http://{Host}{target}`, the HTTP version, every header line as
 //! received (duplicates appended, no `Content-Type` invented), the body bytes,
-//! and two extensions: [`RawTarget`] and [`PeerAddr`].
+//! and two extensions: [`RawTarget`] and [`PeerAddr`]. Read the body with
+//! [`take_body_bytes`]: `http-types`' own body accessors invent a
+//! `Content-Type` header on a request that had none.
 //!
 //! ## What is written back
 //!
@@ -65,6 +67,23 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn handle(&self, req: Request) -> BoxFuture<'_, Response>;
+}
+
+/// Take a request's body as bytes without the `http-types` side effect.
+///
+/// `http_types::Request::take_body` (and so `body_bytes`, `body_string`,
+/// `body_json`) sets a `Content-Type: application/octet-stream` header on the
+/// request when it had none, which would make a later `Content-Type` check
+/// see a header the client never sent. This helper takes the body and removes
+/// such an invented header again.
+pub async fn take_body_bytes(req: &mut Request) -> Vec<u8> {
+    let had_content_type = req.header(http_types::headers::CONTENT_TYPE).is_some();
+    let body = req.take_body();
+    if !had_content_type {
+        req.remove_header(http_types::headers::CONTENT_TYPE);
+    }
+    // The server always hands over an in-memory body, so this cannot fail.
+    body.into_bytes().await.unwrap_or_default()
 }
 
 /// The exact request-target as received (path + optional `?query`), stored in
