@@ -10,9 +10,15 @@
 //! | module | owns |
 //! |---|---|
 //! | [`proto`] | the sans-I/O protocol core: canonical JSON, hashes, cap-certs, request signatures, scope globs, identities, merge |
+//! | [`config`] | the sync config: loader, validation with the official messages, routes from storage paths |
+//! | [`auth`] | who is calling: the resolver seam, cap-cert resolver, nonce cache, access decision |
 //! | [`store`] | document storage: the `Store` trait, key validation, memory and filesystem backends |
+//! | [`sync`] | pull, push, bundles and batch pull as business rules over a store |
+//! | [`http`] | our own HTTP/1 server (strict framing, keep-alive, pipelining, deadlines, graceful shutdown), the router and the service |
+//! | [`server`] | assembling config, store, auth and HTTP into a running server |
+//! | [`logger`] | a tiny stderr logger for the `log` facade |
 //!
-//! The server, HTTP/1 layer, auth, replica, timer wheel and client
+//! The replica, timer wheel and client
 //! land in their own modules as they are built (see `DESIGN.md`).
 //!
 //! ## Example
@@ -29,6 +35,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
+pub mod logger;
 pub mod proto;
+pub mod server;
 pub mod store;
 pub mod sync;

@@ -24,7 +24,12 @@ impl Log for StderrLogger {
             Level::Debug => "DEBUG",
             Level::Trace => "TRACE",
         };
-        let _ = writeln!(std::io::stderr().lock(), "{level} {}: {}", record.target(), record.args());
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{level} {}: {}",
+            record.target(),
+            record.args()
+        );
     }
 
     fn flush(&self) {}

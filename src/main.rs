@@ -34,12 +34,17 @@ Exit status: 0 on success, 2 for a bad command line or configuration, 1 otherwis
 struct Usage(String);
 
 fn value(args: &mut std::vec::IntoIter<String>, flag: &str) -> Result<String, Usage> {
-    args.next().ok_or_else(|| Usage(format!("{flag} needs a value")))
+    args.next()
+        .ok_or_else(|| Usage(format!("{flag} needs a value")))
 }
 
-fn number<T: std::str::FromStr>(args: &mut std::vec::IntoIter<String>, flag: &str) -> Result<T, Usage> {
+fn number<T: std::str::FromStr>(
+    args: &mut std::vec::IntoIter<String>,
+    flag: &str,
+) -> Result<T, Usage> {
     let v = value(args, flag)?;
-    v.parse().map_err(|_| Usage(format!("{flag}: not a number: {v:?}")))
+    v.parse()
+        .map_err(|_| Usage(format!("{flag}: not a number: {v:?}")))
 }
 
 fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilter>), Usage> {
@@ -52,7 +57,9 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--config" => opts.config = Some(PathBuf::from(value(&mut args, &a)?)),
             "--listen" => {
                 let v = value(&mut args, &a)?;
-                opts.listen = v.parse().map_err(|_| Usage(format!("--listen: not an address: {v:?}")))?;
+                opts.listen = v
+                    .parse()
+                    .map_err(|_| Usage(format!("--listen: not an address: {v:?}")))?;
             }
             "--data-dir" => data_dir = Some(PathBuf::from(value(&mut args, &a)?)),
             "--memory" => memory = true,
@@ -63,7 +70,10 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--log-level" => {
                 let v = value(&mut args, &a)?;
-                level = Some(starfish::logger::parse_level(&v).ok_or_else(|| Usage(format!("--log-level: unknown level {v:?}")))?);
+                level = Some(
+                    starfish::logger::parse_level(&v)
+                        .ok_or_else(|| Usage(format!("--log-level: unknown level {v:?}")))?,
+                );
             }
             other => return Err(Usage(format!("unknown option {other:?}"))),
         }
@@ -101,7 +111,10 @@ fn check_config(args: Vec<String>) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("[Starfish] config warning: {w}");
             }
-            println!("{file}: valid ({} routes)", starfish::server::route_count(&loaded.config));
+            println!(
+                "{file}: valid ({} routes)",
+                starfish::server::route_count(&loaded.config)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -118,7 +131,11 @@ fn usage_error(message: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let cmd = if args.is_empty() { None } else { Some(args.remove(0)) };
+    let cmd = if args.is_empty() {
+        None
+    } else {
+        Some(args.remove(0))
+    };
     match cmd.as_deref() {
         None | Some("--help" | "-h" | "help") => {
             print!("{USAGE}");

@@ -53,7 +53,9 @@ impl Default for ServeOptions {
             auth: CapResolverConfig::default(),
             http: ServerConfig::default(),
             max_body_bytes: None,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -129,35 +131,60 @@ impl Server {
             ),
         };
         let mut http = opts.http.clone();
-        http.max_body_bytes = opts.max_body_bytes.unwrap_or_else(|| http.max_body_bytes.max(largest_body_limit(&config)));
+        http.max_body_bytes = opts
+            .max_body_bytes
+            .unwrap_or_else(|| http.max_body_bytes.max(largest_body_limit(&config)));
         let resolver = Arc::new(CapResolver::new(opts.auth.clone()));
-        let base = if opts.base_path == "/" { String::new() } else { opts.base_path.clone() };
+        let base = if opts.base_path == "/" {
+            String::new()
+        } else {
+            opts.base_path.clone()
+        };
         let service = Service::new(
             config.clone(),
             store,
             resolver,
-            ServiceOptions { base_path: base.clone(), blocking_store: blocking, ..ServiceOptions::default() },
+            ServiceOptions {
+                base_path: base.clone(),
+                blocking_store: blocking,
+                ..ServiceOptions::default()
+            },
         );
         let routes = route_count(&config);
-        let std_listener = std::net::TcpListener::bind(opts.listen).map_err(|e| ServeError::Bind(opts.listen, e))?;
+        let std_listener = std::net::TcpListener::bind(opts.listen)
+            .map_err(|e| ServeError::Bind(opts.listen, e))?;
         let listener = async_net::TcpListener::try_from(std_listener).map_err(ServeError::Io)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         let description = format!(
             "listening on http://{addr}{base} ({routes} routes, {} store, anonymous {})",
             store_desc,
-            if opts.auth.allow_anonymous { "allowed" } else { "refused" }
+            if opts.auth.allow_anonymous {
+                "allowed"
+            } else {
+                "refused"
+            }
         );
-        Ok(Server { listener, service: Arc::new(service), http, threads: opts.threads.max(1), description })
+        Ok(Server {
+            listener,
+            service: Arc::new(service),
+            http,
+            threads: opts.threads.max(1),
+            description,
+        })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Serve until SIGINT or SIGTERM, then shut down gracefully.
     pub fn run(self) -> Result<(), ServeError> {
-        let signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]).map_err(ServeError::Io)?;
+        let signals =
+            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
+                .map_err(ServeError::Io)?;
         self.run_until(async move {
             use futures_lite::StreamExt;
             let mut signals = signals;
@@ -179,7 +206,13 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || futures_lite::future::block_on(ex.run(rx.recv())));
             }
-            let result = futures_lite::future::block_on(ex.run(serve_on(&ex, self.listener, self.service, self.http, shutdown)));
+            let result = futures_lite::future::block_on(ex.run(serve_on(
+                &ex,
+                self.listener,
+                self.service,
+                self.http,
+                shutdown,
+            )));
             stop_tx.close();
             result.map_err(ServeError::Io)
         })?;
@@ -203,10 +236,20 @@ fn largest_body_limit(config: &SyncConfig) -> usize {
 pub fn route_count(config: &SyncConfig) -> usize {
     let scope = |cols: &[crate::config::CollectionConfig]| {
         let standalone = cols.iter().filter(|c| c.bundle.is_none());
-        let n: usize = standalone.map(|c| usize::from(!c.push_only) + usize::from(!c.pull_only)).sum();
+        let n: usize = standalone
+            .map(|c| usize::from(!c.push_only) + usize::from(!c.pull_only))
+            .sum();
         let bundles = crate::config::bundle_groups(cols);
-        let b: usize = bundles.iter().map(|(_, m)| 1 + m.iter().filter(|c| !c.pull_only).count()).sum();
+        let b: usize = bundles
+            .iter()
+            .map(|(_, m)| 1 + m.iter().filter(|c| !c.pull_only).count())
+            .sum();
         n + b + 1
     };
-    1 + scope(&config.collections) + config.namespaces.iter().map(|(_, ns)| scope(&ns.collections)).sum::<usize>()
+    1 + scope(&config.collections)
+        + config
+            .namespaces
+            .iter()
+            .map(|(_, ns)| scope(&ns.collections))
+            .sum::<usize>()
 }

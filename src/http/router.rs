@@ -19,11 +19,16 @@ pub enum Action<'c> {
     /// Push to a standalone collection.
     Push(Target<'c>),
     /// Pull of a whole bundle; `target.collection` is its first member.
-    BundlePull { target: Target<'c>, members: Vec<&'c CollectionConfig> },
+    BundlePull {
+        target: Target<'c>,
+        members: Vec<&'c CollectionConfig>,
+    },
     /// Push to one bundle member.
     BundlePush(Target<'c>),
     /// Batch pull over the collections of one scope.
-    Batch { namespace: Option<&'c str> },
+    Batch {
+        namespace: Option<&'c str>,
+    },
 }
 
 /// A matched collection route.
@@ -38,7 +43,10 @@ pub struct Target<'c> {
 impl Target<'_> {
     /// The decoded `{identity}` parameter, if the route has one.
     pub fn identity_param(&self) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == "identity").map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == "identity")
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -103,7 +111,10 @@ impl Router {
             collection.match_route(raw).map(|bound| Target {
                 namespace,
                 collection,
-                params: bound.into_iter().map(|(n, v)| (n.to_owned(), decode_param(v))).collect(),
+                params: bound
+                    .into_iter()
+                    .map(|(n, v)| (n.to_owned(), decode_param(v)))
+                    .collect(),
             })
         };
         match (*first, get) {
@@ -149,7 +160,12 @@ pub fn decode_param(raw: &str) -> String {
         return raw.to_owned();
     }
     let b = raw.as_bytes();
-    let is_escape = |i: usize| i + 2 < b.len() + 0 && b[i] == b'%' && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+    let is_escape = |i: usize| {
+        i + 2 < b.len() + 0
+            && b[i] == b'%'
+            && b[i + 1].is_ascii_hexdigit()
+            && b[i + 2].is_ascii_hexdigit()
+    };
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while i < b.len() {

@@ -89,7 +89,12 @@ impl Ctx<'_> {
 }
 
 impl Service {
-    pub fn new(config: Arc<SyncConfig>, store: Arc<dyn Store>, resolver: Arc<dyn Resolver>, options: ServiceOptions) -> Self {
+    pub fn new(
+        config: Arc<SyncConfig>,
+        store: Arc<dyn Store>,
+        resolver: Arc<dyn Resolver>,
+        options: ServiceOptions,
+    ) -> Self {
         Service {
             router: Router::new(config, &options.base_path),
             store,
@@ -111,7 +116,10 @@ impl Service {
     }
 
     /// Run a store operation, on the blocking pool when the store blocks.
-    async fn store_op<T: Send + 'static>(&self, f: impl FnOnce(&dyn Store) -> T + Send + 'static) -> T {
+    async fn store_op<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> T + Send + 'static,
+    ) -> T {
         let store = self.store.clone();
         if self.options.blocking_store {
             blocking::unblock(move || f(&*store)).await
@@ -133,8 +141,18 @@ impl Service {
             Some(q) if !q.is_empty() => format!("{path}?{q}"),
             _ => path.clone(),
         };
-        let host = normalize_host(req.header("host").map(|v| v.last().as_str()).unwrap_or(""), false);
-        let ctx = Ctx { req: &req, method, path_and_query, host, body, now: (self.clock)() };
+        let host = normalize_host(
+            req.header("host").map(|v| v.last().as_str()).unwrap_or(""),
+            false,
+        );
+        let ctx = Ctx {
+            req: &req,
+            method,
+            path_and_query,
+            host,
+            body,
+            now: (self.clock)(),
+        };
         let result = match action {
             Action::Health => {
                 let mut o = Object::new();
@@ -148,13 +166,27 @@ impl Service {
                 let member = t.collection.name.clone();
                 self.push(&ctx, &t, Some(member)).await
             }
-            Action::BundlePull { target, members } => self.bundle_pull(&ctx, &target, &members).await,
+            Action::BundlePull { target, members } => {
+                self.bundle_pull(&ctx, &target, &members).await
+            }
             Action::Batch { namespace } => Ok(self.batch(&ctx, namespace).await),
         };
-        result.unwrap_or_else(response::from_error)
+        let res = result.unwrap_or_else(response::from_error);
+        log::debug!(
+            "{} {} -> {}",
+            ctx.method,
+            ctx.path_and_query,
+            u16::from(res.status())
+        );
+        res
     }
 
-    fn auth_request<'a>(&self, ctx: &'a Ctx<'a>, headers: &'a Headers<'a>, identity_param: Option<&'a str>) -> AuthRequest<'a> {
+    fn auth_request<'a>(
+        &'a self,
+        ctx: &'a Ctx<'a>,
+        headers: &'a Headers<'a>,
+        identity_param: Option<&'a str>,
+    ) -> AuthRequest<'a> {
         AuthRequest {
             method: &ctx.method,
             path_and_query: &ctx.path_and_query,
@@ -169,21 +201,41 @@ impl Service {
 
     /// `checkAuth` for one collection: the public fast path, else the
     /// resolver and the role decision. `None` = public fast path.
-    fn check_auth(&self, ctx: &Ctx<'_>, t: &Target<'_>, write: bool) -> Result<Option<Auth>, Failure> {
+    fn check_auth(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &Target<'_>,
+        write: bool,
+    ) -> Result<Option<Auth>, Failure> {
         let col = t.collection;
-        let access = Access { required: if write { &col.write_roles } else { &col.read_roles }, root_only: col.root_only };
+        let access = Access {
+            required: if write {
+                &col.write_roles
+            } else {
+                &col.read_roles
+            },
+            root_only: col.root_only,
+        };
         if access.is_public() {
             return Ok(None);
         }
         let headers = Headers(ctx.req);
-        let auth = self.resolver.resolve(&self.auth_request(ctx, &headers, t.identity_param())).map_err(Failure::Auth)?;
+        let auth = self
+            .resolver
+            .resolve(&self.auth_request(ctx, &headers, t.identity_param()))
+            .map_err(Failure::Auth)?;
         let roles = effective_roles(&auth, col.has_identity_param(), t.identity_param());
         if !access.allows(&roles) {
             return Err(Failure::Forbidden);
         }
         // Deliberate fix: a cap without the write op cannot push, whatever
         // the role list says (the official server lets `self` through).
-        if write && auth.scope_ops.as_ref().is_some_and(|ops| !ops.iter().any(|o| o == "write")) {
+        if write
+            && auth
+                .scope_ops
+                .as_ref()
+                .is_some_and(|ops| !ops.iter().any(|o| o == "write"))
+        {
             return Err(Failure::Forbidden);
         }
         Ok(Some(auth))
@@ -200,7 +252,9 @@ impl Service {
         if col.is_binary() {
             return self.binary_pull(ctx, col, key).await;
         }
-        let with_keyring = ctx.query("withKeyring").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
+        let with_keyring = ctx
+            .query("withKeyring")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
         let keyring_key = format!("{key}/_keyring");
         let keyring_allowed = match auth.as_ref().and_then(|a| a.scope_paths.as_deref()) {
             Some(paths) => scope::match_scope_path(&keyring_key, Some(paths)),
@@ -210,7 +264,11 @@ impl Service {
         let (doc, keyring) = self
             .store_op(move |s| {
                 let doc = doc::read(s, &key)?;
-                let keyring = if want_keyring { Some(doc::read(s, &keyring_key).ok()) } else { None };
+                let keyring = if want_keyring {
+                    Some(doc::read(s, &keyring_key).ok())
+                } else {
+                    None
+                };
                 Ok::<_, crate::store::StoreError>((doc, keyring))
             })
             .await
@@ -223,7 +281,10 @@ impl Service {
             Some(doc::Read::Doc(d)) => Some(d),
             _ => None,
         });
-        let hash = doc.as_ref().map(|d| d.hash_str().to_owned()).unwrap_or_default();
+        let hash = doc
+            .as_ref()
+            .map(|d| d.hash_str().to_owned())
+            .unwrap_or_default();
         let etag = (!hash.is_empty()).then(|| format!("\"{hash}\""));
         if let (Some(etag), Some(inm)) = (&etag, ctx.header("if-none-match")) {
             if etag == inm {
@@ -239,22 +300,40 @@ impl Service {
         Ok(res)
     }
 
-    async fn binary_pull(&self, ctx: &Ctx<'_>, col: &CollectionConfig, key: String) -> Result<Response, Failure> {
-        let Some((bytes, media)) = self.store_op(move |s| s.get_bytes(&key)).await.map_err(SyncError::from)? else {
+    async fn binary_pull(
+        &self,
+        ctx: &Ctx<'_>,
+        col: &CollectionConfig,
+        key: String,
+    ) -> Result<Response, Failure> {
+        let Some((bytes, media)) = self
+            .store_op(move |s| s.get_bytes(&key))
+            .await
+            .map_err(SyncError::from)?
+        else {
             return Ok(response::empty(StatusCode::NotFound));
         };
         let etag = format!("\"{}\"", sha256_hex(&bytes));
         if ctx.header("if-none-match") == Some(etag.as_str()) {
             return Ok(response::not_modified());
         }
-        let media = if media.is_empty() { "application/octet-stream".to_owned() } else { media };
+        let media = if media.is_empty() {
+            "application/octet-stream".to_owned()
+        } else {
+            media
+        };
         let mut res = response::bytes(StatusCode::Ok, bytes, &media);
         res.insert_header("ETag", etag);
         add_cache_control(&mut res, col);
         Ok(res)
     }
 
-    async fn push(&self, ctx: &Ctx<'_>, t: &Target<'_>, member: Option<String>) -> Result<Response, Failure> {
+    async fn push(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &Target<'_>,
+        member: Option<String>,
+    ) -> Result<Response, Failure> {
         check_params(t)?;
         let auth = self.check_auth(ctx, t, true)?;
         let col = t.collection;
@@ -273,34 +352,68 @@ impl Service {
         let push = push::validate(body, &key, presenter)?;
         let _guard = self.locks.lock(&key).await;
         let now = ctx.now;
-        let written = self.store_op(move |s| push::write(s, &key, &push, now)).await?;
+        let written = self
+            .store_op(move |s| push::write(s, &key, &push, now))
+            .await?;
         Ok(json_ok(&push::answer(&written)))
     }
 
-    async fn binary_push(&self, ctx: &Ctx<'_>, col: &CollectionConfig, key: String) -> Result<Response, Failure> {
+    async fn binary_push(
+        &self,
+        ctx: &Ctx<'_>,
+        col: &CollectionConfig,
+        key: String,
+    ) -> Result<Response, Failure> {
         let header = ctx.header("content-type").unwrap_or("");
         let media_case = header.split(';').next().unwrap_or("").trim().to_owned();
         let media = media_case.to_ascii_lowercase();
-        if media.is_empty() || !col.allowed_mime_types.iter().any(|p| mime_matches(&p.to_ascii_lowercase(), &media)) {
-            let allowed = Value::Array(col.allowed_mime_types.iter().map(|m| Value::from(m.as_str())).collect());
-            let allowed_json = String::from_utf8(crate::proto::json::to_js_json(&allowed)).unwrap_or_default();
-            return Err(SyncError::MimeNotAllowed { header: header.to_owned(), allowed_json }.into());
+        if media.is_empty()
+            || !col
+                .allowed_mime_types
+                .iter()
+                .any(|p| mime_matches(&p.to_ascii_lowercase(), &media))
+        {
+            let allowed = Value::Array(
+                col.allowed_mime_types
+                    .iter()
+                    .map(|m| Value::from(m.as_str()))
+                    .collect(),
+            );
+            let allowed_json =
+                String::from_utf8(crate::proto::json::to_js_json(&allowed)).unwrap_or_default();
+            return Err(SyncError::MimeNotAllowed {
+                header: header.to_owned(),
+                allowed_json,
+            }
+            .into());
         }
         let hash = sha256_hex(&ctx.body);
         let bytes = ctx.body.clone();
         let _guard = self.locks.lock(&key).await;
-        self.store_op(move |s| s.put_bytes(&key, &bytes, &media_case)).await.map_err(SyncError::from)?;
+        self.store_op(move |s| s.put_bytes(&key, &bytes, &media_case))
+            .await
+            .map_err(SyncError::from)?;
         let mut o = Object::new();
         o.insert("hash", hash.into());
         Ok(json_ok(&Value::Object(o)))
     }
 
-    async fn bundle_pull(&self, ctx: &Ctx<'_>, t: &Target<'_>, members: &[&CollectionConfig]) -> Result<Response, Failure> {
+    async fn bundle_pull(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &Target<'_>,
+        members: &[&CollectionConfig],
+    ) -> Result<Response, Failure> {
         check_params(t)?;
-        let needs_auth = members.iter().any(|m| m.root_only || !m.read_roles.iter().any(|r| r == "public"));
+        let needs_auth = members
+            .iter()
+            .any(|m| m.root_only || !m.read_roles.iter().any(|r| r == "public"));
         let roles = if needs_auth {
             let headers = Headers(ctx.req);
-            let auth = self.resolver.resolve(&self.auth_request(ctx, &headers, t.identity_param())).map_err(Failure::Auth)?;
+            let auth = self
+                .resolver
+                .resolve(&self.auth_request(ctx, &headers, t.identity_param()))
+                .map_err(Failure::Auth)?;
             effective_roles(&auth, t.collection.has_identity_param(), t.identity_param())
         } else {
             Vec::new()
@@ -311,7 +424,13 @@ impl Service {
         }
         let keys: Vec<(String, String)> = members
             .iter()
-            .filter(|m| Access { required: &m.read_roles, root_only: m.root_only }.allows(&roles))
+            .filter(|m| {
+                Access {
+                    required: &m.read_roles,
+                    root_only: m.root_only,
+                }
+                .allows(&roles)
+            })
             .map(|m| (m.name.clone(), format!("{base}/{}", m.name)))
             .collect();
         let docs = self
@@ -333,28 +452,45 @@ impl Service {
         }
         let mut o = Object::with_capacity(2);
         o.insert("collections", Value::Object(cols));
-        o.insert("timestamp", Value::Number(if any { ctx.now as f64 } else { 0.0 }));
+        o.insert(
+            "timestamp",
+            Value::Number(if any { ctx.now as f64 } else { 0.0 }),
+        );
         Ok(json_ok(&Value::Object(o)))
     }
 
     async fn batch(&self, ctx: &Ctx<'_>, namespace: Option<&str>) -> Response {
         let max = self.options.max_collections_per_batch;
-        let query = match batch::parse_query(ctx.query("collections").as_deref(), ctx.query("params").as_deref(), max) {
+        let query = match batch::parse_query(
+            ctx.query("collections").as_deref(),
+            ctx.query("params").as_deref(),
+            max,
+        ) {
             Ok(q) => q,
             Err(e) => return json_status(400, &response::error_body(e.message())),
         };
         let headers = Headers(ctx.req);
-        let auth = match self.resolver.resolve(&self.auth_request(ctx, &headers, None)) {
+        let auth = match self
+            .resolver
+            .resolve(&self.auth_request(ctx, &headers, None))
+        {
             Ok(a) => Some(a),
             Err(e) => {
                 log::info!("batch pull continues anonymously after an auth failure: {e}");
                 None
             }
         };
-        let cols: Vec<CollectionConfig> = self.router.config().scope(namespace).map(<[_]>::to_vec).unwrap_or_default();
+        let cols: Vec<CollectionConfig> = self
+            .router
+            .config()
+            .scope(namespace)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
         let options = self.options.batch.clone();
         let now = ctx.now;
-        let body = self.store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, now)).await;
+        let body = self
+            .store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, now))
+            .await;
         json_ok(&body)
     }
 }
@@ -385,7 +521,11 @@ fn add_cache_control(res: &mut Response, col: &CollectionConfig) {
     if let Some(ms) = col.cache_duration_ms {
         let s = (ms / 1000.0).floor();
         let s = crate::proto::canonical::js_number(s);
-        let value = if col.read_roles.iter().any(|r| r == "public") { format!("max-age={s}") } else { format!("private, max-age={s}") };
+        let value = if col.read_roles.iter().any(|r| r == "public") {
+            format!("max-age={s}")
+        } else {
+            format!("private, max-age={s}")
+        };
         res.insert_header("Cache-Control", value);
     }
 }

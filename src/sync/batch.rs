@@ -55,15 +55,23 @@ pub struct BatchQuery {
 impl BatchQuery {
     fn param_sets(&self, name: &str) -> Vec<Object> {
         match self.params.get(name) {
-            Some(Value::Array(sets)) => sets.iter().filter_map(|s| s.as_object().cloned()).collect(),
+            Some(Value::Array(sets)) => {
+                sets.iter().filter_map(|s| s.as_object().cloned()).collect()
+            }
             _ => vec![Object::new()],
         }
     }
 }
 
 /// Request-level validation, in the official order (§7.2).
-pub fn parse_query(collections: Option<&str>, params: Option<&str>, max: usize) -> Result<BatchQuery, BatchError> {
-    let raw = collections.filter(|c| !c.is_empty()).ok_or(BatchError::MissingCollections)?;
+pub fn parse_query(
+    collections: Option<&str>,
+    params: Option<&str>,
+    max: usize,
+) -> Result<BatchQuery, BatchError> {
+    let raw = collections
+        .filter(|c| !c.is_empty())
+        .ok_or(BatchError::MissingCollections)?;
     let mut names: Vec<String> = Vec::new();
     for n in raw.split(',').map(js_trim).filter(|n| !n.is_empty()) {
         if !names.iter().any(|x| x == n) {
@@ -114,7 +122,10 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     fn default() -> Self {
         BatchOptions {
-            deny_suffixes: DEFAULT_DENY_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            deny_suffixes: DEFAULT_DENY_SUFFIXES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             bundle_member_keys: true,
         }
     }
@@ -182,12 +193,18 @@ fn entry(
     let mut roles: Vec<String> = Vec::new();
     if let Some(a) = auth {
         roles.extend(a.roles.iter().cloned());
-        let id = params.iter().find(|(n, _)| n == "identity").map(|(_, v)| v.as_str());
+        let id = params
+            .iter()
+            .find(|(n, _)| n == "identity")
+            .map(|(_, v)| v.as_str());
         if col.has_identity_param() && !a.identity.is_empty() && id == Some(a.identity.as_str()) {
             roles.push(ROLE_SELF.to_owned());
         }
     }
-    let access = Access { required: &col.read_roles, root_only: col.root_only };
+    let access = Access {
+        required: &col.read_roles,
+        root_only: col.root_only,
+    };
     if !access.allows(&roles) {
         return error_entry("Forbidden");
     }
@@ -203,10 +220,12 @@ fn entry(
             return error_entry("Forbidden");
         }
     }
-    let denied = options
-        .deny_suffixes
-        .iter()
-        .any(|s| key == *s || (key.len() > s.len() && key.ends_with(s.as_str()) && key[..key.len() - s.len()].ends_with('/')));
+    let denied = options.deny_suffixes.iter().any(|s| {
+        key == *s
+            || (key.len() > s.len()
+                && key.ends_with(s.as_str())
+                && key[..key.len() - s.len()].ends_with('/'))
+    });
     if denied {
         return error_entry("Forbidden");
     }
@@ -226,14 +245,35 @@ mod tests {
 
     #[test]
     fn query_validation_order() {
-        assert_eq!(parse_query(None, None, 100).unwrap_err(), BatchError::MissingCollections);
-        assert_eq!(parse_query(Some(""), None, 100).unwrap_err(), BatchError::MissingCollections);
+        assert_eq!(
+            parse_query(None, None, 100).unwrap_err(),
+            BatchError::MissingCollections
+        );
+        assert_eq!(
+            parse_query(Some(""), None, 100).unwrap_err(),
+            BatchError::MissingCollections
+        );
         assert!(parse_query(Some(",,"), None, 100).unwrap().names.is_empty());
-        assert_eq!(parse_query(Some("a, b ,a,,c"), None, 100).unwrap().names, ["a", "b", "c"]);
-        assert_eq!(parse_query(Some("a,b,c"), Some("nope"), 2).unwrap_err(), BatchError::TooManyCollections);
-        assert_eq!(parse_query(Some("a"), Some("[]"), 2).unwrap_err(), BatchError::InvalidParams);
-        assert_eq!(parse_query(Some("a"), Some(r#"{"z":{}}"#), 2).unwrap_err(), BatchError::InvalidParams);
-        assert_eq!(parse_query(Some("a"), Some(r#"{"a":[null]}"#), 2).unwrap_err(), BatchError::InvalidParams);
+        assert_eq!(
+            parse_query(Some("a, b ,a,,c"), None, 100).unwrap().names,
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            parse_query(Some("a,b,c"), Some("nope"), 2).unwrap_err(),
+            BatchError::TooManyCollections
+        );
+        assert_eq!(
+            parse_query(Some("a"), Some("[]"), 2).unwrap_err(),
+            BatchError::InvalidParams
+        );
+        assert_eq!(
+            parse_query(Some("a"), Some(r#"{"z":{}}"#), 2).unwrap_err(),
+            BatchError::InvalidParams
+        );
+        assert_eq!(
+            parse_query(Some("a"), Some(r#"{"a":[null]}"#), 2).unwrap_err(),
+            BatchError::InvalidParams
+        );
         assert!(parse_query(Some("a"), Some(""), 2).is_ok());
         assert_eq!(
             parse_query(Some("a,b"), Some(r#"{"a":[{},{}]}"#), 2).unwrap_err(),

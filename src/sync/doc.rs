@@ -43,7 +43,8 @@ pub fn decode(raw: &[u8]) -> Read {
     let Ok(Value::Object(mut o)) = json::parse(raw) else {
         return Read::Corrupt;
     };
-    let non_empty = |v: Option<Value>| v.filter(|v| !matches!(v, Value::Null) && v.as_str() != Some(""));
+    let non_empty =
+        |v: Option<Value>| v.filter(|v| !matches!(v, Value::Null) && v.as_str() != Some(""));
     Read::Doc(StoredDoc {
         data: o.remove("data").unwrap_or(Value::Null),
         hash: o.remove("hash"),
@@ -86,7 +87,11 @@ fn empty_data() -> Value {
 /// The pull answer: `{"data","hash","timestamp"[,author fields][,"keyring"]}`.
 /// `keyring` is `None` when the flag is off, `Some(None)` for
 /// `"keyring":null`.
-pub fn pull_answer(doc: Option<&StoredDoc>, now_ms: i64, keyring: Option<Option<&StoredDoc>>) -> Value {
+pub fn pull_answer(
+    doc: Option<&StoredDoc>,
+    now_ms: i64,
+    keyring: Option<Option<&StoredDoc>>,
+) -> Value {
     let mut o = Object::with_capacity(6);
     let now = Value::Number(now_ms as f64);
     match doc {
@@ -151,12 +156,17 @@ mod tests {
 
     #[test]
     fn envelope_round_trip() {
-        let Value::Object(data) = json::parse(br#"{"b":1,"2":1}"#).unwrap() else { unreachable!() };
+        let Value::Object(data) = json::parse(br#"{"b":1,"2":1}"#).unwrap() else {
+            unreachable!()
+        };
         let raw = encode(&data, 5.0, "ab", None);
         assert_eq!(raw, br#"{"v":1,"data":{"2":1,"b":1},"ts":5,"hash":"ab"}"#);
         let Read::Doc(d) = decode(&raw) else { panic!() };
         assert_eq!(d.hash_str(), "ab");
-        assert_eq!(json::to_js_json(&pull_answer(Some(&d), 9, None)), br#"{"data":{"2":1,"b":1},"hash":"ab","timestamp":9}"#);
+        assert_eq!(
+            json::to_js_json(&pull_answer(Some(&d), 9, None)),
+            br#"{"data":{"2":1,"b":1},"hash":"ab","timestamp":9}"#
+        );
     }
 
     #[test]
@@ -164,8 +174,16 @@ mod tests {
         assert!(matches!(decode(b""), Read::Missing));
         assert!(matches!(decode(b"{nope"), Read::Corrupt));
         assert!(matches!(decode(b"[1]"), Read::Corrupt));
-        let Read::Doc(d) = decode(br#"{"data":{"a":1}}"#) else { panic!() };
-        assert_eq!(json::to_js_json(&pull_answer(Some(&d), 1, Some(None))), br#"{"data":{"a":1},"timestamp":1,"keyring":null}"#);
-        assert_eq!(json::to_js_json(&pull_answer(None, 1, None)), br#"{"data":{},"hash":"","timestamp":1}"#);
+        let Read::Doc(d) = decode(br#"{"data":{"a":1}}"#) else {
+            panic!()
+        };
+        assert_eq!(
+            json::to_js_json(&pull_answer(Some(&d), 1, Some(None))),
+            br#"{"data":{"a":1},"timestamp":1,"keyring":null}"#
+        );
+        assert_eq!(
+            json::to_js_json(&pull_answer(None, 1, None)),
+            br#"{"data":{},"hash":"","timestamp":1}"#
+        );
     }
 }

@@ -3,7 +3,10 @@
 /// A path parameter value (after percent-decoding) must match
 /// `^[a-zA-Z0-9._:@-]+$`.
 pub fn is_valid_param(value: &str) -> bool {
-    !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
 }
 
 /// An unsafe composed key: `..` anywhere, a C0 control character, or `//`.

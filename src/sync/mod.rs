@@ -30,7 +30,10 @@ pub enum SyncError {
     JsonContentTypeRequired,
     /// Binary push with a media type outside the allow-list: the header as
     /// received and the configured list as compact JSON.
-    MimeNotAllowed { header: String, allowed_json: String },
+    MimeNotAllowed {
+        header: String,
+        allowed_json: String,
+    },
     BodyNotObject,
     BodyTooDeep,
     MissingData,
@@ -49,8 +52,13 @@ impl SyncError {
     pub fn status(&self) -> u16 {
         use SyncError::*;
         match self {
-            InvalidPathParameter | InvalidContentLength | BodyNotObject | BodyTooDeep | MissingData
-            | BadBaseHash | AuthorProofIncomplete => 400,
+            InvalidPathParameter
+            | InvalidContentLength
+            | BodyNotObject
+            | BodyTooDeep
+            | MissingData
+            | BadBaseHash
+            | AuthorProofIncomplete => 400,
             AuthorNotPresenter | AuthorBadSignature | Forbidden => 403,
             HashMismatch => 409,
             PayloadTooLarge => 413,
@@ -69,8 +77,13 @@ impl SyncError {
                 InvalidContentLength => "Invalid Content-Length",
                 PayloadTooLarge => "Payload too large",
                 JsonContentTypeRequired => "Content-Type must be application/json",
-                MimeNotAllowed { header, allowed_json } => {
-                    return Some(format!("Content-Type '{header}' is not allowed. Allowed: {allowed_json}"))
+                MimeNotAllowed {
+                    header,
+                    allowed_json,
+                } => {
+                    return Some(format!(
+                        "Content-Type '{header}' is not allowed. Allowed: {allowed_json}"
+                    ))
                 }
                 BodyNotObject => "Body must be a JSON object",
                 BodyTooDeep => "Body nesting too deep",

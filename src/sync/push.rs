@@ -30,7 +30,10 @@ pub fn parse_int_lenient(value: &str) -> Option<f64> {
 
 /// Step 6: the size check on the `Content-Length` header against the
 /// collection's `maxBodyBytes` (no header, or no limit: no check).
-pub fn check_content_length(header: Option<&str>, max_body_bytes: Option<f64>) -> Result<(), SyncError> {
+pub fn check_content_length(
+    header: Option<&str>,
+    max_body_bytes: Option<f64>,
+) -> Result<(), SyncError> {
     let Some(h) = header else { return Ok(()) };
     let n = match parse_int_lenient(h) {
         Some(n) if n >= 0.0 => n,
@@ -54,7 +57,10 @@ pub fn parse_json_body(content_type: Option<&str>, body: &[u8]) -> Result<Object
             // Valid JSON nested too deeply: still "not an object" first if
             // the top level is not an object.
             let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-            match text.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+            match text
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            {
                 Some(b'{') => Err(SyncError::BodyTooDeep),
                 _ => Err(SyncError::BodyNotObject),
             }
@@ -103,7 +109,11 @@ pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<
         }
         _ => return Err(SyncError::AuthorProofIncomplete),
     };
-    Ok(Push { data, base_hash, author })
+    Ok(Push {
+        data,
+        base_hash,
+        author,
+    })
 }
 
 /// The author proof input: `"starfish-doc-author-v1\n" + stableStringify({"d":data,"k":key})`.
@@ -111,7 +121,10 @@ pub fn author_signing_input(data: &Object, key: &str) -> String {
     let mut o = Object::with_capacity(2);
     o.insert("d", Value::Object(data.clone()));
     o.insert("k", key.into());
-    format!("starfish-doc-author-v1\n{}", stable_stringify(&Value::Object(o)))
+    format!(
+        "starfish-doc-author-v1\n{}",
+        stable_stringify(&Value::Object(o))
+    )
 }
 
 fn verify_author(data: &Object, key: &str, pubkey: &str, sig: &str) -> bool {
@@ -174,34 +187,72 @@ mod tests {
         assert_eq!(parse_int_lenient(" +5"), Some(5.0));
         assert_eq!(parse_int_lenient("-1"), Some(-1.0));
         assert_eq!(parse_int_lenient("abc"), None);
-        assert!(matches!(check_content_length(Some("x"), Some(5.0)), Err(SyncError::InvalidContentLength)));
-        assert!(matches!(check_content_length(Some("6"), Some(5.0)), Err(SyncError::PayloadTooLarge)));
+        assert!(matches!(
+            check_content_length(Some("x"), Some(5.0)),
+            Err(SyncError::InvalidContentLength)
+        ));
+        assert!(matches!(
+            check_content_length(Some("6"), Some(5.0)),
+            Err(SyncError::PayloadTooLarge)
+        ));
         assert!(check_content_length(Some("6"), None).is_ok());
         assert!(check_content_length(None, Some(1.0)).is_ok());
     }
 
     #[test]
     fn body_checks_in_order() {
-        assert!(matches!(parse_json_body(Some("text/plain"), b"{}"), Err(SyncError::JsonContentTypeRequired)));
-        assert!(matches!(parse_json_body(Some("APPLICATION/JSON"), b"{}"), Err(SyncError::JsonContentTypeRequired)));
+        assert!(matches!(
+            parse_json_body(Some("text/plain"), b"{}"),
+            Err(SyncError::JsonContentTypeRequired)
+        ));
+        assert!(matches!(
+            parse_json_body(Some("APPLICATION/JSON"), b"{}"),
+            Err(SyncError::JsonContentTypeRequired)
+        ));
         assert!(parse_json_body(Some("application/jsonx"), b"{}").is_ok());
         assert!(parse_json_body(Some("application/json"), b"\xEF\xBB\xBF{}").is_ok());
-        assert!(matches!(parse_json_body(Some("application/json"), b"[]"), Err(SyncError::BodyNotObject)));
+        assert!(matches!(
+            parse_json_body(Some("application/json"), b"[]"),
+            Err(SyncError::BodyNotObject)
+        ));
         let deep = "{\"a\":".repeat(64) + "1" + &"}".repeat(64);
         assert!(parse_json_body(Some("application/json"), deep.as_bytes()).is_ok());
         let deeper = "{\"a\":".repeat(65) + "1" + &"}".repeat(65);
-        assert!(matches!(parse_json_body(Some("application/json"), deeper.as_bytes()), Err(SyncError::BodyTooDeep)));
+        assert!(matches!(
+            parse_json_body(Some("application/json"), deeper.as_bytes()),
+            Err(SyncError::BodyTooDeep)
+        ));
         let deep_array = "[".repeat(70) + &"]".repeat(70);
-        assert!(matches!(parse_json_body(Some("application/json"), deep_array.as_bytes()), Err(SyncError::BodyNotObject)));
+        assert!(matches!(
+            parse_json_body(Some("application/json"), deep_array.as_bytes()),
+            Err(SyncError::BodyNotObject)
+        ));
     }
 
     #[test]
     fn validation() {
-        assert!(matches!(validate(obj(r#"{"data":[]}"#), "k", None), Err(SyncError::MissingData)));
-        assert!(matches!(validate(obj(r#"{"data":{},"baseHash":1}"#), "k", None), Err(SyncError::BadBaseHash)));
-        assert!(matches!(validate(obj(r#"{"data":{},"authorPubkey":"x"}"#), "k", None), Err(SyncError::AuthorProofIncomplete)));
-        assert!(matches!(validate(obj(r#"{"data":{}}"#), "a//b", None), Err(SyncError::InvalidPathParameter)));
-        let p = validate(obj(r#"{"data":{"__proto__":1,"x":{"constructor":2}},"baseHash":null}"#), "k", None).unwrap();
+        assert!(matches!(
+            validate(obj(r#"{"data":[]}"#), "k", None),
+            Err(SyncError::MissingData)
+        ));
+        assert!(matches!(
+            validate(obj(r#"{"data":{},"baseHash":1}"#), "k", None),
+            Err(SyncError::BadBaseHash)
+        ));
+        assert!(matches!(
+            validate(obj(r#"{"data":{},"authorPubkey":"x"}"#), "k", None),
+            Err(SyncError::AuthorProofIncomplete)
+        ));
+        assert!(matches!(
+            validate(obj(r#"{"data":{}}"#), "a//b", None),
+            Err(SyncError::InvalidPathParameter)
+        ));
+        let p = validate(
+            obj(r#"{"data":{"__proto__":1,"x":{"constructor":2}},"baseHash":null}"#),
+            "k",
+            None,
+        )
+        .unwrap();
         assert_eq!(json::to_js_json(&Value::Object(p.data)), br#"{"x":{}}"#);
     }
 
@@ -211,31 +262,70 @@ mod tests {
         let pubkey = request_sig::public_key_hex(&seed);
         let data = obj(r#"{"a":1}"#);
         let input = author_signing_input(&data, "users/u/doc");
-        assert_eq!(input, "starfish-doc-author-v1\n{\"d\":{\"a\":1},\"k\":\"users/u/doc\"}");
+        assert_eq!(
+            input,
+            "starfish-doc-author-v1\n{\"d\":{\"a\":1},\"k\":\"users/u/doc\"}"
+        );
         use ed25519_dalek::Signer;
-        let sig = crate::proto::encoding::b64_encode(&ed25519_dalek::SigningKey::from_bytes(&seed).sign(input.as_bytes()).to_bytes());
-        let body = format!(r#"{{"data":{{"a":1}},"authorPubkey":"{pubkey}","authorSignature":"{sig}"}}"#);
+        let sig = crate::proto::encoding::b64_encode(
+            &ed25519_dalek::SigningKey::from_bytes(&seed)
+                .sign(input.as_bytes())
+                .to_bytes(),
+        );
+        let body =
+            format!(r#"{{"data":{{"a":1}},"authorPubkey":"{pubkey}","authorSignature":"{sig}"}}"#);
         assert!(validate(obj(&body), "users/u/doc", Some(&pubkey)).is_ok());
-        assert!(validate(obj(&body), "users/u/doc", None).is_ok(), "public requests have no presenter");
-        assert!(matches!(validate(obj(&body), "users/u/doc", Some("ff")), Err(SyncError::AuthorNotPresenter)));
-        assert!(matches!(validate(obj(&body), "users/u/other", None), Err(SyncError::AuthorBadSignature)));
+        assert!(
+            validate(obj(&body), "users/u/doc", None).is_ok(),
+            "public requests have no presenter"
+        );
+        assert!(matches!(
+            validate(obj(&body), "users/u/doc", Some("ff")),
+            Err(SyncError::AuthorNotPresenter)
+        ));
+        assert!(matches!(
+            validate(obj(&body), "users/u/other", None),
+            Err(SyncError::AuthorBadSignature)
+        ));
     }
 
     #[test]
     fn optimistic_concurrency_table() {
         let store = MemoryStore::new();
-        let push = |base: Option<&str>| Push { data: obj(r#"{"a":1}"#), base_hash: base.map(str::to_owned), author: None };
+        let push = |base: Option<&str>| Push {
+            data: obj(r#"{"a":1}"#),
+            base_hash: base.map(str::to_owned),
+            author: None,
+        };
         // none stored
-        assert!(matches!(write(&store, "k1", &push(Some("x")), 1), Err(SyncError::HashMismatch)));
+        assert!(matches!(
+            write(&store, "k1", &push(Some("x")), 1),
+            Err(SyncError::HashMismatch)
+        ));
         assert!(write(&store, "k1", &push(Some("")), 1).is_ok());
         let w = write(&store, "k2", &push(None), 1).unwrap();
         // stored with hash H
-        assert!(matches!(write(&store, "k2", &push(None), 2), Err(SyncError::HashMismatch)));
-        assert!(matches!(write(&store, "k2", &push(Some("")), 2), Err(SyncError::HashMismatch)));
-        assert_eq!(write(&store, "k2", &push(Some(&w.hash)), 3).unwrap(), Written { hash: w.hash.clone(), ts: 3 });
+        assert!(matches!(
+            write(&store, "k2", &push(None), 2),
+            Err(SyncError::HashMismatch)
+        ));
+        assert!(matches!(
+            write(&store, "k2", &push(Some("")), 2),
+            Err(SyncError::HashMismatch)
+        ));
+        assert_eq!(
+            write(&store, "k2", &push(Some(&w.hash)), 3).unwrap(),
+            Written {
+                hash: w.hash.clone(),
+                ts: 3
+            }
+        );
         // unparseable
         store.put("k3", b"garbage").unwrap();
-        assert!(matches!(write(&store, "k3", &push(None), 1), Err(SyncError::HashMismatch)));
+        assert!(matches!(
+            write(&store, "k3", &push(None), 1),
+            Err(SyncError::HashMismatch)
+        ));
         assert!(write(&store, "k3", &push(Some("")), 1).is_ok());
     }
 }

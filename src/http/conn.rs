@@ -1,0 +1,544 @@
+//! # One connection
+//!
+//! The per-connection loop: one read buffer for the life of the connection
+//! (surplus bytes after a request stay in it for the next one, so pipelined
+//! requests are answered in order), keep-alive, `Expect: 100-continue`, the
+//! head / body / write / keep-alive deadlines, calling the [`Handler`] and
+//! writing its response. Every framing decision is delegated to
+//! [`framing`](super::framing).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use async_net::TcpStream;
+use futures_lite::FutureExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use http_types::headers::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+use http_types::{Body, Method, Request, Response, StatusCode, Version};
+
+use super::framing::{
+    analyze, parse_head, request_url, ChunkedDecoder, Framing, FramingError, ParsedHead,
+    RequestMeta,
+};
+use super::signal::Signal;
+use super::{Handler, PeerAddr, RawTarget, ServerConfig};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+/// How long, and how many bytes, we keep draining a connection we are closing
+/// after an error, so the kernel does not reset it before the client has read
+/// our answer.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// State shared by the accept loop and every connection.
+pub(crate) struct Shared<H> {
+    pub(crate) handler: Arc<H>,
+    pub(crate) config: ServerConfig,
+    pub(crate) local_addr: SocketAddr,
+    /// Raised when the server stops accepting.
+    pub(crate) shutdown: Signal,
+    /// Raised when the last connection ends after `shutdown`.
+    pub(crate) drained: Signal,
+    /// Open connections.
+    pub(crate) active: AtomicUsize,
+}
+
+/// Counts one open connection; dropping it (even by cancelling the task)
+/// releases the slot.
+pub(crate) struct ActiveGuard<H>(Arc<Shared<H>>);
+
+impl<H> ActiveGuard<H> {
+    pub(crate) fn new(shared: Arc<Shared<H>>) -> Self {
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(shared)
+    }
+}
+
+impl<H> Drop for ActiveGuard<H> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.shutdown.is_set() {
+            self.0.drained.set();
+        }
+    }
+}
+
+/// Why a connection ended (for the debug log).
+#[derive(Debug)]
+pub(crate) enum ConnEnd {
+    /// The peer closed the connection.
+    Eof,
+    /// Idle keep-alive (or first-request) deadline passed with nothing received.
+    Idle,
+    /// The server is shutting down and the connection was idle.
+    Shutdown,
+    /// Our response said `Connection: close`.
+    Closed,
+    /// A socket error.
+    Io(io::Error),
+    /// The head or body did not arrive in time (answered 408).
+    ReadTimeout,
+    /// A response could not be written in time.
+    WriteTimeout,
+    /// The request was malformed (answered with the error's status).
+    Framing(FramingError),
+    /// The handler panicked (answered 500).
+    HandlerPanic,
+}
+
+impl fmt::Display for ConnEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnEnd::Eof => f.write_str("closed by peer"),
+            ConnEnd::Idle => f.write_str("idle timeout"),
+            ConnEnd::Shutdown => f.write_str("server shutdown"),
+            ConnEnd::Closed => f.write_str("connection: close"),
+            ConnEnd::Io(e) => write!(f, "I/O error: {e}"),
+            ConnEnd::ReadTimeout => f.write_str("request read timeout"),
+            ConnEnd::WriteTimeout => f.write_str("response write timeout"),
+            ConnEnd::Framing(e) => write!(f, "bad request: {e}"),
+            ConnEnd::HandlerPanic => f.write_str("handler panicked"),
+        }
+    }
+}
+
+enum ReadOutcome {
+    Data,
+    Eof,
+    Timeout,
+    Shutdown,
+}
+
+/// Serve one accepted connection until it ends.
+pub(crate) async fn run<H: Handler>(
+    shared: Arc<Shared<H>>,
+    guard: ActiveGuard<H>,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let mut conn = Conn {
+        shared,
+        stream,
+        peer,
+        buf: Vec::new(),
+    };
+    let end = conn.serve().await;
+    log::debug!("connection from {peer} ended: {end}");
+    drop(guard);
+}
+
+struct Conn<H> {
+    shared: Arc<Shared<H>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// The one read buffer of this connection.
+    buf: Vec<u8>,
+}
+
+impl<H: Handler> Conn<H> {
+    fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    async fn serve(&mut self) -> ConnEnd {
+        let mut served = 0usize;
+        loop {
+            let head = match self.read_head(served == 0).await {
+                Ok(h) => h,
+                Err(end) => return end,
+            };
+            let meta = match analyze(&head) {
+                Ok(m) => m,
+                Err(e) => return self.fail(e).await,
+            };
+            let url = match request_url(&meta, &self.shared.local_addr.to_string()) {
+                Ok(u) => u,
+                Err(e) => return self.fail(e).await,
+            };
+            let body = match self.read_body(&meta).await {
+                Ok(b) => b,
+                Err(end) => return end,
+            };
+            served += 1;
+            let is_head = meta.method == Method::Head;
+            let req = self.build_request(head, &meta, url, body);
+
+            let handler = self.shared.handler.clone();
+            let called = std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req)));
+            let res = match called {
+                Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.ok(),
+                Err(_) => None,
+            };
+            let Some(res) = res else {
+                log::error!("handler panicked on a request from {}", self.peer);
+                let bytes = plain_response(
+                    StatusCode::InternalServerError,
+                    "text/plain; charset=UTF-8",
+                    "Internal Server Error",
+                );
+                let _ = self.write(&bytes).await;
+                self.linger().await;
+                return ConnEnd::HandlerPanic;
+            };
+
+            let limit_reached = self
+                .config()
+                .max_requests_per_connection
+                .is_some_and(|max| served >= max);
+            let close = !meta.keep_alive
+                || limit_reached
+                || self.shared.shutdown.is_set()
+                || asks_close(&res);
+            if let Err(end) = self.write_response(res, is_head, close).await {
+                return end;
+            }
+            if close {
+                self.linger().await;
+                return ConnEnd::Closed;
+            }
+        }
+    }
+
+    /// Read until a whole head is in the buffer; consume it.
+    async fn read_head(&mut self, first: bool) -> Result<ParsedHead, ConnEnd> {
+        let now = Instant::now();
+        let head_timeout = self.config().head_timeout;
+        // The first request's head must arrive within head_timeout of the
+        // accept; later ones within keep_alive_timeout (first byte) and then
+        // head_timeout (whole head).
+        let idle_deadline = now
+            + if first {
+                head_timeout
+            } else {
+                self.config().keep_alive_timeout
+            };
+        let mut deadline = if first || !self.buf.is_empty() {
+            Some(now + head_timeout)
+        } else {
+            None
+        };
+        loop {
+            match parse_head(&self.buf, self.config().max_head_bytes) {
+                Ok(Some((head, len))) => {
+                    self.buf.drain(..len);
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(e).await),
+            }
+            let idle = self.buf.is_empty();
+            let outcome = match deadline {
+                Some(d) if !idle => self.read_more(d, false).await?,
+                _ => self.read_more(idle_deadline, true).await?,
+            };
+            match outcome {
+                ReadOutcome::Data => {
+                    if deadline.is_none() {
+                        deadline = Some(Instant::now() + head_timeout);
+                    }
+                }
+                ReadOutcome::Eof => return Err(ConnEnd::Eof),
+                ReadOutcome::Shutdown => return Err(ConnEnd::Shutdown),
+                ReadOutcome::Timeout if idle => return Err(ConnEnd::Idle),
+                ReadOutcome::Timeout => return Err(self.timeout().await),
+            }
+        }
+    }
+
+    /// Read the body as framed; consume exactly its bytes from the buffer.
+    async fn read_body(&mut self, meta: &RequestMeta) -> Result<Vec<u8>, ConnEnd> {
+        let max_body = self.config().max_body_bytes;
+        let deadline = Instant::now() + self.config().body_timeout;
+        match meta.framing {
+            Framing::None => Ok(Vec::new()),
+            Framing::Length(n) => {
+                if n > max_body as u64 {
+                    return Err(self.fail(FramingError::BodyTooLarge).await);
+                }
+                let n = n as usize; // <= max_body_bytes
+                if meta.expect_continue && n > 0 && self.buf.is_empty() {
+                    self.send_continue().await?;
+                }
+                while self.buf.len() < n {
+                    match self.read_more(deadline, false).await? {
+                        ReadOutcome::Data => {}
+                        ReadOutcome::Timeout => return Err(self.timeout().await),
+                        ReadOutcome::Eof | ReadOutcome::Shutdown => return Err(ConnEnd::Eof),
+                    }
+                }
+                Ok(self.buf.drain(..n).collect())
+            }
+            Framing::Chunked => {
+                if meta.expect_continue && self.buf.is_empty() {
+                    self.send_continue().await?;
+                }
+                let mut dec = ChunkedDecoder::new(max_body, self.config().max_head_bytes);
+                loop {
+                    match dec.feed(&self.buf) {
+                        Ok(used) => {
+                            self.buf.drain(..used);
+                        }
+                        Err(e) => return Err(self.fail(e).await),
+                    }
+                    if dec.is_done() {
+                        return Ok(dec.into_body());
+                    }
+                    match self.read_more(deadline, false).await? {
+                        ReadOutcome::Data => {}
+                        ReadOutcome::Timeout => return Err(self.timeout().await),
+                        ReadOutcome::Eof | ReadOutcome::Shutdown => return Err(ConnEnd::Eof),
+                    }
+                }
+            }
+        }
+    }
+
+    fn build_request(
+        &self,
+        head: ParsedHead,
+        meta: &RequestMeta,
+        url: http_types::Url,
+        body: Vec<u8>,
+    ) -> Request {
+        let mut req = Request::new(meta.method, url);
+        // `set_body` copies the body's mime into Content-Type: undo that, the
+        // handler must see only the headers that were sent.
+        req.set_body(Body::from_bytes(body));
+        req.remove_header(CONTENT_TYPE);
+        for (name, value) in &head.headers {
+            // Names are tokens and values visible ASCII (checked by
+            // parse_head), so these conversions cannot fail.
+            if let (Ok(n), Ok(v)) = (
+                http_types::headers::HeaderName::from_string(name.clone()),
+                value.parse::<http_types::headers::HeaderValue>(),
+            ) {
+                req.append_header(n, v);
+            }
+        }
+        req.set_version(Some(if head.minor_version == 0 {
+            Version::Http1_0
+        } else {
+            Version::Http1_1
+        }));
+        req.set_peer_addr(Some(self.peer));
+        req.set_local_addr(Some(self.shared.local_addr));
+        req.ext_mut().insert(RawTarget(meta.path_and_query.clone()));
+        req.ext_mut().insert(PeerAddr(self.peer));
+        req
+    }
+
+    /// Read more bytes into the buffer, until `deadline` (and, if
+    /// `watch_shutdown`, until the server shuts down).
+    async fn read_more(
+        &mut self,
+        deadline: Instant,
+        watch_shutdown: bool,
+    ) -> Result<ReadOutcome, ConnEnd> {
+        let old = self.buf.len();
+        self.buf.resize(old + READ_CHUNK, 0);
+        let Conn {
+            shared,
+            stream,
+            buf,
+            ..
+        } = self;
+        let read = async {
+            match stream.read(&mut buf[old..]).await {
+                Ok(0) => Ok((ReadOutcome::Eof, 0)),
+                Ok(n) => Ok((ReadOutcome::Data, n)),
+                Err(e) => Err(e),
+            }
+        };
+        let timer = async {
+            Timer::at(deadline).await;
+            Ok((ReadOutcome::Timeout, 0))
+        };
+        let result = if watch_shutdown {
+            let stop = async {
+                shared.shutdown.wait().await;
+                Ok((ReadOutcome::Shutdown, 0))
+            };
+            read.or(timer).or(stop).await
+        } else {
+            read.or(timer).await
+        };
+        match result {
+            Ok((outcome, n)) => {
+                self.buf.truncate(old + n);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.buf.truncate(old);
+                Err(ConnEnd::Io(e))
+            }
+        }
+    }
+
+    /// Write all of `bytes` within the write deadline.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnEnd> {
+        let timeout = self.config().write_timeout;
+        let stream = &mut self.stream;
+        let write = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await?;
+            Ok(true)
+        };
+        let timer = async {
+            Timer::after(timeout).await;
+            Ok(false)
+        };
+        match write.or(timer).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ConnEnd::WriteTimeout),
+            Err(e) => Err(ConnEnd::Io(e)),
+        }
+    }
+
+    async fn send_continue(&mut self) -> Result<(), ConnEnd> {
+        self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await
+    }
+
+    /// Answer a framing error and close.
+    async fn fail(&mut self, e: FramingError) -> ConnEnd {
+        log::debug!("bad request from {}: {e}", self.peer);
+        let bytes = plain_response(e.status(), "application/json", e.body());
+        if self.write(&bytes).await.is_ok() {
+            self.linger().await;
+        }
+        ConnEnd::Framing(e)
+    }
+
+    /// Answer a read timeout with 408 and close.
+    async fn timeout(&mut self) -> ConnEnd {
+        let bytes = plain_response(
+            StatusCode::RequestTimeout,
+            "application/json",
+            r#"{"error":"Request Timeout"}"#,
+        );
+        let _ = self.write(&bytes).await;
+        ConnEnd::ReadTimeout
+    }
+
+    /// Half-close and drain what the peer still sends for a short while, so
+    /// our last answer is not lost to a TCP reset.
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let stream = &mut self.stream;
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            let mut total = 0;
+            while total < LINGER_BYTES {
+                match stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+        };
+        drain
+            .or(async {
+                Timer::after(LINGER_TIME).await;
+            })
+            .await;
+    }
+
+    /// Write a handler's response: its own headers, our framing headers, and
+    /// the body unless HEAD / 204 / 304.
+    async fn write_response(
+        &mut self,
+        mut res: Response,
+        is_head: bool,
+        close: bool,
+    ) -> Result<(), ConnEnd> {
+        let status = res.status();
+        let code = status as u16;
+        let bodiless = code == 204 || code == 304 || (100..200).contains(&code);
+        let mut out = format!("HTTP/1.1 {code} {}\r\n", status.canonical_reason());
+        // Snapshot the headers *before* take_body, which would otherwise add
+        // a Content-Type from the (empty) replacement body.
+        let mut fields: Vec<(String, String)> = Vec::new();
+        for (name, values) in res.iter() {
+            let n = name.as_str();
+            if n == CONTENT_LENGTH.as_str()
+                || n == TRANSFER_ENCODING.as_str()
+                || n == CONNECTION.as_str()
+            {
+                continue;
+            }
+            if !is_token(n) {
+                log::warn!("dropping response header with invalid name {n:?}");
+                continue;
+            }
+            for v in values.iter() {
+                if !is_field_value(v.as_str()) {
+                    log::warn!("dropping invalid value of response header {n}");
+                    continue;
+                }
+                fields.push((n.to_string(), v.as_str().to_string()));
+            }
+        }
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        for (n, v) in &fields {
+            out.push_str(n);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        let body = match res.take_body().into_bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("could not read response body: {e}");
+                return Err(ConnEnd::Io(io::Error::other(e.to_string())));
+            }
+        };
+        if !bodiless {
+            out.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        if close {
+            out.push_str("connection: close\r\n");
+        }
+        out.push_str("\r\n");
+        let mut bytes = out.into_bytes();
+        if !bodiless && !is_head {
+            bytes.extend_from_slice(&body);
+        }
+        self.write(&bytes).await
+    }
+}
+
+/// Whether the handler asked to close the connection.
+fn asks_close(res: &Response) -> bool {
+    res.header(CONNECTION).is_some_and(|values| {
+        values.iter().any(|v| {
+            v.as_str()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+        })
+    })
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_field_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+/// A complete framework-level response that closes the connection.
+fn plain_response(status: StatusCode, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status as u16,
+        status.canonical_reason(),
+        body.len()
+    )
+    .into_bytes()
+}

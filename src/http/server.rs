@@ -1,0 +1,122 @@
+//! # The listener
+//!
+//! Accept loop, connection cap, `TCP_NODELAY`, and graceful shutdown.
+//!
+//! * **Connection cap**: when [`ServerConfig::max_connections`] connections
+//!   are open, a new connection is accepted and closed at once. The client
+//!   sees an immediate EOF/reset it can retry on, instead of hanging in the
+//!   kernel backlog behind idle keep-alive connections.
+//! * **Shutdown**: when the `shutdown` future resolves, the listener is closed
+//!   (new connections are refused), idle connections are closed, requests in
+//!   flight run to completion and are answered with `Connection: close`. After
+//!   [`ServerConfig::shutdown_grace`], connections still open are dropped.
+//! * **Accept errors** (e.g. out of file descriptors) are logged and retried
+//!   after 100 ms; they never end the server.
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_executor::{Executor, Task};
+use async_io::Timer;
+use async_net::TcpListener;
+use futures_lite::FutureExt;
+
+use super::conn::{self, ActiveGuard, Shared};
+use super::signal::Signal;
+use super::{Handler, ServerConfig};
+
+/// Serve HTTP/1 on `listener` until `shutdown` resolves, then stop accepting,
+/// let in-flight requests finish (up to [`ServerConfig::shutdown_grace`]) and
+/// return.
+///
+/// Connection tasks run on an internal [`Executor`] that this future drives
+/// itself, so it runs on any executor, or alone under
+/// `futures_lite::future::block_on`. It starts no thread.
+///
+/// Returns an error only if the listener's local address cannot be read.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let ex = Executor::new();
+    ex.run(serve_on(&ex, listener, handler, config, shutdown))
+        .await
+}
+
+/// Like [`serve`], but spawns the connection tasks on `ex`, which the caller
+/// must drive (for example with `ex.run(..)` on several threads), so
+/// connections are served in parallel. Connection tasks still running when
+/// this future returns (after the shutdown grace period) are cancelled.
+pub async fn serve_on<H: Handler>(
+    ex: &Executor<'_>,
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let local_addr = listener.local_addr()?;
+    let grace = config.shutdown_grace;
+    let shared = Arc::new(Shared {
+        handler,
+        config,
+        local_addr,
+        shutdown: Signal::default(),
+        drained: Signal::default(),
+        active: AtomicUsize::new(0),
+    });
+    let mut tasks: Vec<Task<()>> = Vec::new();
+    {
+        let accept_loop = async {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
+                            log::warn!("connection cap reached; closing connection from {peer}");
+                            drop(stream);
+                            continue;
+                        }
+                        if let Err(e) = stream.set_nodelay(true) {
+                            log::debug!("TCP_NODELAY on {peer}: {e}");
+                        }
+                        let guard = ActiveGuard::new(shared.clone());
+                        tasks.retain(|t| !t.is_finished());
+                        tasks.push(ex.spawn(conn::run(shared.clone(), guard, stream, peer)));
+                    }
+                    Err(e) => {
+                        log::warn!("accept failed: {e}");
+                        Timer::after(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        let stop = async {
+            shutdown.await;
+        };
+        stop.or(accept_loop).await;
+    }
+    // Stop accepting: the listening socket is closed, new connects are refused.
+    drop(listener);
+    shared.shutdown.set();
+    if shared.active.load(Ordering::SeqCst) > 0 {
+        let drained = async {
+            shared.drained.wait().await;
+        };
+        drained
+            .or(async {
+                Timer::after(grace).await;
+            })
+            .await;
+    }
+    let left = shared.active.load(Ordering::SeqCst);
+    if left > 0 {
+        log::warn!("shutdown grace over; dropping {left} connection(s)");
+    }
+    // Dropping the handles cancels whatever is still running.
+    drop(tasks);
+    Ok(())
+}
