@@ -682,3 +682,19 @@ fn serve_on_an_executor_run_by_two_threads() {
     end_tx.send_blocking(()).unwrap();
     let _ = worker.join().unwrap();
 }
+
+#[test]
+fn max_requests_per_connection_closes_after_the_last() {
+    let srv = TestServer::start(ServerConfig {
+        max_requests_per_connection: Some(2),
+        ..small_config()
+    });
+    let mut c = srv.connect();
+    c.send(format!("{}{}{}", get("/1"), get("/2"), get("/3")).as_bytes());
+    assert!(!c.response(false).closes());
+    let r = c.response(false);
+    assert!(r.body.starts_with("GET /2 "));
+    assert!(r.closes());
+    // The third pipelined request is not answered.
+    assert!(c.is_closed());
+}

@@ -40,10 +40,12 @@
 //! handler returns an empty body and a numeric `Content-Length`, that length is
 //! sent). Otherwise any `Content-Length`, `Transfer-Encoding` or `Connection`
 //! header set by the handler is replaced by ours (`Connection: close` from a
-//! handler closes the connection). Headers are written in name order. Note that `http_types::Response::set_body` copies the body's
-//! mime into `Content-Type` when none is set: a handler that wants no
-//! `Content-Type` must remove it after setting the body. The framing layer
-//! itself never adds one to handler responses.
+//! handler closes the connection). Headers are written in name order.
+//!
+//! Note that `http_types::Response::set_body` copies the body's mime into
+//! `Content-Type` when none is set: a handler that wants no `Content-Type`
+//! must remove it after setting the body. The server itself never adds one to
+//! handler responses.
 
 pub mod framing;
 
