@@ -41,6 +41,10 @@ impl Handler for Echo {
                     res.set_status(StatusCode::NotModified);
                     return res;
                 }
+                "/headlen" if req.method() == http_types::Method::Head => {
+                    res.insert_header("content-length", "1234");
+                    return res;
+                }
                 "/close" => {
                     res.insert_header("connection", "close");
                 }
@@ -293,7 +297,7 @@ fn http10_served_and_closed_unless_keep_alive() {
     let mut c = srv.connect();
     c.send(b"GET /ka HTTP/1.0\r\nConnection: keep-alive\r\nHost: h\r\n\r\n");
     let r = c.response(false);
-    assert!(!r.closes());
+    assert_eq!(r.header("connection"), Some("keep-alive"));
     c.send(b"GET /ka2 HTTP/1.0\r\nHost: h\r\n\r\n");
     let r = c.response(false);
     assert!(r.body.starts_with("GET /ka2 http://h/ka2"));
@@ -315,6 +319,9 @@ fn head_gets_headers_and_length_but_no_body() {
         r.header("content-length"),
         Some(get_len.to_string().as_str())
     );
+    // A HEAD handler may state the length of a body it did not build.
+    c.send(b"HEAD /headlen HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(c.response(true).header("content-length"), Some("1234"));
     // The next response starts right away: no body bytes were sent.
     c.send(get("/after").as_bytes());
     assert!(c.response(false).body.starts_with("GET /after "));
@@ -626,4 +633,68 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     // The idle keep-alive connection was closed, and new ones are refused.
     assert!(idle.is_closed());
     assert!(TcpStream::connect(srv.addr).is_err());
+}
+
+#[test]
+fn serve_on_an_executor_run_by_two_threads() {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let listener = async_net::TcpListener::try_from(std_listener).unwrap();
+    let ex = Arc::new(async_executor::Executor::new());
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let (end_tx, end_rx) = smol::channel::bounded::<()>(1);
+    let worker = {
+        let ex = ex.clone();
+        std::thread::spawn(move || futures_lite::future::block_on(ex.run(end_rx.recv())))
+    };
+    let server = {
+        let ex = ex.clone();
+        std::thread::spawn(move || {
+            let fut = starfish::http::serve_on(
+                &ex,
+                listener,
+                Arc::new(Echo::default()),
+                small_config(),
+                async move {
+                    let _ = stop_rx.recv().await;
+                },
+            );
+            futures_lite::future::block_on(ex.run(fut))
+        })
+    };
+    let mut clients: Vec<Client> = (0..4)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            Client { s, buf: Vec::new() }
+        })
+        .collect();
+    for c in &mut clients {
+        c.send(get("/slow").as_bytes());
+    }
+    let t = Instant::now();
+    for c in &mut clients {
+        assert_eq!(c.response(false).status, 200);
+    }
+    assert!(t.elapsed() < Duration::from_millis(1500));
+    stop_tx.send_blocking(()).unwrap();
+    server.join().unwrap().unwrap();
+    end_tx.send_blocking(()).unwrap();
+    let _ = worker.join().unwrap();
+}
+
+#[test]
+fn max_requests_per_connection_closes_after_the_last() {
+    let srv = TestServer::start(ServerConfig {
+        max_requests_per_connection: Some(2),
+        ..small_config()
+    });
+    let mut c = srv.connect();
+    c.send(format!("{}{}{}", get("/1"), get("/2"), get("/3")).as_bytes());
+    assert!(!c.response(false).closes());
+    let r = c.response(false);
+    assert!(r.body.starts_with("GET /2 "));
+    assert!(r.closes());
+    // The third pipelined request is not answered.
+    assert!(c.is_closed());
 }

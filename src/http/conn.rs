@@ -31,6 +31,8 @@ use super::{Handler, PeerAddr, RawTarget, ServerConfig};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
+/// Buffer capacity above which the buffer is shrunk between requests.
+const SHRINK_ABOVE: usize = 64 * 1024;
 /// How long, and how many bytes, we keep draining a connection we are closing
 /// after an error, so the kernel does not reset it before the client has read
 /// our answer.
@@ -167,6 +169,7 @@ impl<H: Handler> Conn<H> {
             };
             served += 1;
             let is_head = meta.method == Method::Head;
+            let head_minor = head.minor_version;
             let req = self.build_request(head, &meta, url, body);
 
             let handler = self.shared.handler.clone();
@@ -195,12 +198,20 @@ impl<H: Handler> Conn<H> {
                 || limit_reached
                 || self.shared.shutdown.is_set()
                 || asks_close(&res);
-            if let Err(end) = self.write_response(res, is_head, close).await {
+            let keep_alive_10 = !close && head_minor == 0;
+            if let Err(end) = self
+                .write_response(res, is_head, close, keep_alive_10)
+                .await
+            {
                 return end;
             }
             if close {
                 self.linger().await;
                 return ConnEnd::Closed;
+            }
+            // Do not keep a large body's buffer for the life of the connection.
+            if self.buf.capacity() > SHRINK_ABOVE {
+                self.buf.shrink_to(self.buf.len().max(READ_CHUNK));
             }
         }
     }
@@ -212,14 +223,16 @@ impl<H: Handler> Conn<H> {
         // The first request's head must arrive within head_timeout of the
         // accept; later ones within keep_alive_timeout (first byte) and then
         // head_timeout (whole head).
-        let idle_deadline = now
-            + if first {
+        let idle_deadline = after(
+            now,
+            if first {
                 head_timeout
             } else {
                 self.config().keep_alive_timeout
-            };
+            },
+        );
         let mut deadline = if first || !self.buf.is_empty() {
-            Some(now + head_timeout)
+            Some(after(now, head_timeout))
         } else {
             None
         };
@@ -240,7 +253,7 @@ impl<H: Handler> Conn<H> {
             match outcome {
                 ReadOutcome::Data => {
                     if deadline.is_none() {
-                        deadline = Some(Instant::now() + head_timeout);
+                        deadline = Some(after(Instant::now(), head_timeout));
                     }
                 }
                 ReadOutcome::Eof => return Err(ConnEnd::Eof),
@@ -254,7 +267,7 @@ impl<H: Handler> Conn<H> {
     /// Read the body as framed; consume exactly its bytes from the buffer.
     async fn read_body(&mut self, meta: &RequestMeta) -> Result<Vec<u8>, ConnEnd> {
         let max_body = self.config().max_body_bytes;
-        let deadline = Instant::now() + self.config().body_timeout;
+        let deadline = after(Instant::now(), self.config().body_timeout);
         match meta.framing {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
@@ -454,6 +467,7 @@ impl<H: Handler> Conn<H> {
         mut res: Response,
         is_head: bool,
         close: bool,
+        keep_alive_10: bool,
     ) -> Result<(), ConnEnd> {
         let status = res.status();
         let code = status as u16;
@@ -462,6 +476,11 @@ impl<H: Handler> Conn<H> {
         // Snapshot the headers *before* take_body, which would otherwise add
         // a Content-Type from the (empty) replacement body.
         let mut fields: Vec<(String, String)> = Vec::new();
+        // A HEAD handler may state the length of the body it did not build.
+        let stated_length = res
+            .header(CONTENT_LENGTH)
+            .map(|v| v.last().as_str().to_string())
+            .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()));
         for (name, values) in res.iter() {
             let n = name.as_str();
             if n == CONTENT_LENGTH.as_str()
@@ -497,10 +516,17 @@ impl<H: Handler> Conn<H> {
             }
         };
         if !bodiless {
-            out.push_str(&format!("content-length: {}\r\n", body.len()));
+            let length = match stated_length {
+                Some(stated) if is_head && body.is_empty() => stated,
+                _ => body.len().to_string(),
+            };
+            out.push_str(&format!("content-length: {length}\r\n"));
         }
         if close {
             out.push_str("connection: close\r\n");
+        } else if keep_alive_10 {
+            // HTTP/1.0 clients assume close unless told otherwise.
+            out.push_str("connection: keep-alive\r\n");
         }
         out.push_str("\r\n");
         let mut bytes = out.into_bytes();
@@ -509,6 +535,13 @@ impl<H: Handler> Conn<H> {
         }
         self.write(&bytes).await
     }
+}
+
+/// `now + d`, saturating far in the future for huge configured durations.
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 /// Whether the handler asked to close the connection.

@@ -751,4 +751,32 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+        /// The fuzz contract: arbitrary bytes never panic, and a complete head
+        /// never claims more bytes than it was given.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            prefix in proptest::sample::select(vec![
+                "", "GET / HTTP/1.1\r\n", "POST /x HTTP/1.0\r\nHost: h\r\n",
+            ]),
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            max in 0usize..400,
+        ) {
+            let mut buf = prefix.as_bytes().to_vec();
+            buf.extend_from_slice(&bytes);
+            if let Ok(Some((h, len))) = parse_head(&buf, max) {
+                proptest::prop_assert!(len <= buf.len() && len <= max);
+                if let Ok(m) = analyze(&h) {
+                    let _ = request_url(&m, "127.0.0.1:1");
+                }
+            }
+            let mut d = ChunkedDecoder::new(max, max);
+            if let Ok(used) = d.feed(&bytes) {
+                proptest::prop_assert!(used <= bytes.len());
+            }
+        }
+    }
 }

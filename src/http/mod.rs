@@ -34,14 +34,18 @@
 //!
 //! Exactly the headers present on the [`Response`], plus a `Content-Length`
 //! computed from the buffered body (none for 204 and 304, which never carry a
-//! body) and `Connection: close` when the connection is closing. A `HEAD`
-//! response gets its headers and `Content-Length` but no body. Any
-//! `Content-Length`, `Transfer-Encoding` or `Connection` header set by the
-//! handler is replaced by ours (`Connection: close` from a handler closes the
-//! connection). Note that `http_types::Response::set_body` copies the body's
-//! mime into `Content-Type` when none is set: a handler that wants no
-//! `Content-Type` must remove it after setting the body. The framing layer
-//! itself never adds one to handler responses.
+//! body), `Connection: close` when the connection is closing and
+//! `Connection: keep-alive` when an HTTP/1.0 connection stays open. A `HEAD`
+//! response gets its headers and `Content-Length` but no body (if a HEAD
+//! handler returns an empty body and a numeric `Content-Length`, that length is
+//! sent). Otherwise any `Content-Length`, `Transfer-Encoding` or `Connection`
+//! header set by the handler is replaced by ours (`Connection: close` from a
+//! handler closes the connection). Headers are written in name order.
+//!
+//! Note that `http_types::Response::set_body` copies the body's mime into
+//! `Content-Type` when none is set: a handler that wants no `Content-Type`
+//! must remove it after setting the body. The server itself never adds one to
+//! handler responses.
 
 pub mod framing;
 pub mod response;
