@@ -22,7 +22,7 @@ Options for serve:
   --no-anonymous          refuse requests without a cap-cert (401)
   --max-body-bytes N      hard bound on request bodies (default: the larger of
                           1 MiB and the largest collection maxBodyBytes)
-  --max-connections N     open connection cap (default 1024)
+  --max-connections N     open connection cap (default 256)
   --threads N             executor threads (default: available cores)
   --log-level LEVEL       error|warn|info|debug|trace|off (default: $STARFISH_LOG,
                           $RUST_LOG, or info)
