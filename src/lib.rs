@@ -41,3 +41,4 @@ pub mod proto;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod timer_wheel;
