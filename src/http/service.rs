@@ -19,6 +19,29 @@ use crate::sync::{doc, keys, locks::KeyLocks, push, SyncError};
 use http_types::StatusCode;
 use std::sync::Arc;
 
+/// What a plugin hook decides.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PluginDecision {
+    /// Carry on with the normal handling.
+    Proceed,
+    /// Answer `{"error":"<message>"}` with this status.
+    Reject(u16, String),
+    /// Answer this JSON body with this status (e.g. a relayed primary answer).
+    Respond(u16, Value),
+}
+
+/// Server plugin hooks (the official `beforePull` / `interceptPush`). They
+/// run only on the standalone pull and push routes, after local auth and
+/// before the document-key check, and see the collection name only.
+pub trait Plugin: Send + Sync + 'static {
+    fn before_pull<'a>(&'a self, collection: &'a str) -> BoxFuture<'a, PluginDecision>;
+    fn intercept_push<'a>(
+        &'a self,
+        collection: &'a str,
+        raw_body: &'a [u8],
+    ) -> BoxFuture<'a, PluginDecision>;
+}
+
 /// Options of the application layer (beyond the config file).
 #[derive(Clone, Debug)]
 pub struct ServiceOptions {
@@ -51,6 +74,7 @@ pub struct Service {
     locks: KeyLocks,
     options: ServiceOptions,
     clock: fn() -> i64,
+    plugins: Vec<Arc<dyn Plugin>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -102,7 +126,19 @@ impl Service {
             locks: KeyLocks::new(),
             options,
             clock: now_ms,
+            plugins: Vec::new(),
         }
+    }
+
+    /// Add a plugin (hooks run in the order plugins were added).
+    pub fn with_plugin(mut self, plugin: Arc<dyn Plugin>) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    /// The shared store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
     /// Replace the clock (tests).
@@ -245,6 +281,11 @@ impl Service {
         check_params(t)?;
         let auth = self.check_auth(ctx, t, false)?;
         let col = t.collection;
+        for p in &self.plugins {
+            if let Some(res) = decision_response(p.before_pull(&col.name).await) {
+                return Ok(res);
+            }
+        }
         let key = col.resolve_key(&t.params);
         if keys::is_unsafe_key(&key) {
             return Err(SyncError::InvalidPathParameter.into());
@@ -337,6 +378,13 @@ impl Service {
         check_params(t)?;
         let auth = self.check_auth(ctx, t, true)?;
         let col = t.collection;
+        if member.is_none() {
+            for p in &self.plugins {
+                if let Some(res) = decision_response(p.intercept_push(&col.name, &ctx.body).await) {
+                    return Ok(res);
+                }
+            }
+        }
         let mut key = col.resolve_key(&t.params);
         if let Some(m) = &member {
             key = format!("{key}/{m}");
@@ -506,6 +554,16 @@ pub enum Failure {
 impl From<SyncError> for Failure {
     fn from(e: SyncError) -> Self {
         Failure::Sync(e)
+    }
+}
+
+fn decision_response(d: PluginDecision) -> Option<Response> {
+    match d {
+        PluginDecision::Proceed => None,
+        PluginDecision::Reject(status, message) => {
+            Some(json_status(status, &response::error_body(&message)))
+        }
+        PluginDecision::Respond(status, body) => Some(json_status(status, &body)),
     }
 }
 
