@@ -209,3 +209,50 @@ describe("SyncManager", () => {
     check.deepEqual(r.data, { count: 6 });
   });
 });
+
+describe("wire details", () => {
+  it("concurrent pushes with the same baseHash: exactly one 200 and one 409 (documents.md §5.3)", async () => {
+    const path = `public/notes/${fresh("race")}`;
+    const base = await client.push(`/push/${path}`, { v: 0 }, null);
+    for (let round = 0; round < 5; round++) {
+      const cur = await client.pull(`/pull/${path}`);
+      const results = await Promise.allSettled(
+        Array.from({ length: 4 }, (_, i) => client.push(`/push/${path}`, { v: round, who: i }, cur.hash)),
+      );
+      const ok = results.filter((r) => r.status === "fulfilled").length;
+      const conflicts = results.filter((r) => r.status === "rejected" && r.reason instanceof ConflictError).length;
+      check.equal(ok, 1, `round ${round}: one winner`);
+      check.equal(conflicts, 3, `round ${round}: three conflicts`);
+    }
+    void base;
+  });
+
+  it("data key order: array-index keys first ascending, then insertion order (wire.md §1.1)", async () => {
+    const path = `public/notes/${fresh("order")}`;
+    const body = '{"data":{"b":1,"10":"ten","a":2,"2":"two","-1":"neg","01":"lead"},"baseHash":null}';
+    const res = await fetch(`${srv.base}/push/${path}`, { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    check.equal(res.status, 200);
+    const { hash } = await res.json();
+    check.equal(hash, await computeHash(JSON.parse(body).data));
+    const text = await (await fetch(`${srv.base}/pull/${path}`)).text();
+    check.ok(text.startsWith('{"data":{"2":"two","10":"ten","b":1,"a":2,"-1":"neg","01":"lead"},"hash":'), text);
+  });
+
+  it("unicode and number formatting hash like the client's stableStringify", async () => {
+    const path = `public/notes/${fresh("uni")}`;
+    const data = { s: "é😀\u2028\"\\", f: 1.5, big: 1e21, small: 1e-7, neg: -0.0001, int: 12345678901234, nul: null, t: true };
+    const r = await client.push(`/push/${path}`, data, null);
+    check.equal(r.hash, await computeHash(data));
+    const back = await client.pull(`/pull/${path}`);
+    check.deepEqual(back.data, data);
+  });
+
+  it("HEAD on a pull: 200, ETag, no body (wire.md §1.2)", async () => {
+    const path = `public/notes/${fresh("head")}`;
+    const { hash } = await client.push(`/push/${path}`, { h: 1 }, null);
+    const res = await fetch(`${srv.base}/pull/${path}`, { method: "HEAD" });
+    check.equal(res.status, 200);
+    check.equal(res.headers.get("etag"), `"${hash}"`);
+    check.equal(await res.text(), "");
+  });
+});
