@@ -58,6 +58,11 @@ export async function expectText404(res, msg = "") {
  * normalise dot segments and escapes before sending).
  */
 export function rawRequest(port, method, target, { headers = {}, body } = {}) {
+  headers = { ...headers };
+  const has = (n) => Object.keys(headers).some((k) => k.toLowerCase() === n);
+  if (body !== undefined && !has("content-length") && !has("transfer-encoding")) {
+    headers["Content-Length"] = String(Buffer.byteLength(body));
+  }
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: "127.0.0.1", port, method, path: target, headers, agent: false },
