@@ -67,6 +67,10 @@ describe("without namespace, baseUrl = .../v1 (mount-stripped signature: documen
     const anon = new StarfishClient({ baseUrl: srv.base });
     await check.rejects(anon.pull(`/pull/users/${alice.userId}/settings`), httpErr(403, '{"error":"Forbidden"}'));
     await check.rejects(anon.push(`/push/users/${alice.userId}/settings`, { x: 1 }, null), httpErr(403, '{"error":"Forbidden"}'));
+    // bundle: every member skipped → 200 {"collections":{},"timestamp":0} (wire.md §6.2)
+    const res = await fetch(`${srv.base}/pull/users/${alice.userId}/profile`);
+    check.equal(res.status, 200);
+    check.equal(await res.text(), '{"collections":{},"timestamp":0}');
   });
 
   it("a signature by the wrong key → 401 Unauthorized (auth.md §8 step 11)", async () => {
