@@ -98,6 +98,24 @@ describe("batch pull: per-entry results (wire.md §7.4)", () => {
     check.deepEqual(res.collections.rootdocs, [{ error: "Forbidden" }]);
   });
 
+  it("number params use JS number→string formatting (wire.md §7.4 step 2)", async () => {
+    // push documents at the keys JS would produce, then address them with JSON numbers
+    const cases = [[1e-7, "1e-7"], [1.5, "1.5"], [-0, "0"], [100, "100"], [123456789012345680000, "123456789012345680000"], [0.1 + 0.2, "0.30000000000000004"]];
+    for (const [, key] of cases) {
+      const res = await fetch(`${srv.base}/pull/pub/${key}`);
+      const cur = await res.json();
+      await client.push(`/push/pub/${key}`, { key }, cur.hash === "" ? null : cur.hash);
+    }
+    // raw query so the JSON numbers are exactly as written
+    const params = `{"pub":[{"id":1e-7},{"id":1.50},{"id":-0},{"id":1E2},{"id":123456789012345678901},{"id":0.30000000000000004},{"id":1e21}]}`;
+    const res = await fetch(`${srv.base}/batch/pull?collections=pub&params=${encodeURIComponent(params)}`);
+    check.equal(res.status, 200);
+    const body = await res.json();
+    const got = body.collections.pub;
+    for (let i = 0; i < cases.length; i++) check.deepEqual(got[i].data, { key: cases[i][1] }, `number ${cases[i][1]}`);
+    check.deepEqual(got[6], { error: "Invalid path parameter" }, "1e21 → \"1e+21\" has a +");
+  });
+
   it("_keyring / _members keys are denied even for public collections (wire.md §7.4 step 11)", async () => {
     const res = await client.batchPullMany("pub", [{ id: "_keyring" }, { id: "_members" }, { id: "x_keyring" }]);
     check.deepEqual(res[0], { error: "Forbidden" });
