@@ -50,6 +50,11 @@ export async function startServer(opts = {}) {
   if (opts.args) args.push(...opts.args);
 
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  // Safety net: never leave the server behind if the test process exits early.
+  const killOnExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  process.once("exit", killOnExit);
   let stderr = "";
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
