@@ -1,0 +1,113 @@
+// Start/stop the starfish-rs release binary for one test file.
+//
+//   const srv = await startServer({ config: "configs/errors.json" });
+//   srv.origin   -> "http://127.0.0.1:PORT"
+//   srv.base     -> "http://127.0.0.1:PORT/v1"   (the default /v1 mount)
+//   await srv.stop();
+//
+// The binary comes from $STARFISH_BIN, default ../../target/release/starfish
+// relative to this interop folder.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const INTEROP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export function starfishBin() {
+  const fromEnv = process.env.STARFISH_BIN;
+  const bin = fromEnv
+    ? path.resolve(INTEROP_DIR, fromEnv)
+    : path.resolve(INTEROP_DIR, "../../target/release/starfish");
+  if (!existsSync(bin)) {
+    throw new Error(
+      `starfish binary not found at ${bin} (build it with 'cargo build --release' or set STARFISH_BIN)`,
+    );
+  }
+  return bin;
+}
+
+const LISTEN_RE = /listening on (http:\/\/127\.0\.0\.1:(\d+))(\S*)/;
+
+/**
+ * @param {object} [opts]
+ * @param {string} [opts.config]   config JSON path (relative to the interop dir); default: embedded config
+ * @param {boolean} [opts.memory]  --memory (default) or a temp --data-dir
+ * @param {string[]} [opts.args]   extra CLI arguments
+ */
+export async function startServer(opts = {}) {
+  const bin = starfishBin();
+  const args = ["serve", "--listen", "127.0.0.1:0", "--log-level", process.env.STARFISH_LOG_LEVEL ?? "info"];
+  let dataDir = null;
+  if (opts.memory === false) {
+    dataDir = mkdtempSync(path.join(tmpdir(), "starfish-interop-"));
+    args.push("--data-dir", dataDir);
+  } else {
+    args.push("--memory");
+  }
+  if (opts.config) args.push("--config", path.resolve(INTEROP_DIR, opts.config));
+  if (opts.args) args.push(...opts.args);
+
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+  // Safety net: never leave the server behind if the test process exits early.
+  const killOnExit = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  process.once("exit", killOnExit);
+  let stderr = "";
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`starfish did not print its listening line within 15 s; stderr:\n${stderr}`));
+    }, 15000);
+    child.stderr.setEncoding("utf8");
+    child.stderr.on("data", (chunk) => {
+      if (stderr.length < 1 << 20) stderr += chunk;
+      const m = LISTEN_RE.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ origin: m[1], port: Number(m[2]), mount: m[3] });
+      }
+      if (process.env.STARFISH_ECHO_LOG) process.stderr.write(chunk);
+    });
+    child.stdout.resume();
+    child.on("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`starfish exited early (code ${code}, signal ${signal}); stderr:\n${stderr}`));
+    });
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+  let info;
+  try {
+    info = await ready;
+  } catch (err) {
+    child.kill("SIGKILL");
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const exited = new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
+  return {
+    origin: info.origin,
+    port: info.port,
+    base: info.origin + info.mount,
+    host: `127.0.0.1:${info.port}`,
+    get stderr() {
+      return stderr;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+        await exited;
+        clearTimeout(t);
+      }
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
