@@ -90,7 +90,7 @@ async def main(base, cap_file):
         check(p.hash == compute_hash({"m": 1}), "namespaced signed push")
         r = await c.pull(f"/pull/demo/users/{uid}/inbox")
         check(r.data == {"m": 1}, "namespaced signed pull")
-    print(f"python-sdk: {checks} checks passed")
+    print(f"python-sdk: {checks} passed, 0 failed")
 
 
 if __name__ == "__main__":

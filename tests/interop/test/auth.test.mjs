@@ -150,13 +150,15 @@ describe("without namespace, baseUrl = .../v1 (mount-stripped signature: documen
     check.deepEqual(await a.batchPullMany("settings", []), []);
   });
 
-  // KNOWN DEVIATION (reported): starfish-rs reads <base>/<member> (BatchOptions
-  // bundle_member_keys = true by default, src/sync/batch.rs) while wire.md §7.4 says a
-  // compatible server reproduces the official quirk. Marked todo so it is reported, not fatal.
-  it("batch reads a bundle member at the bundle base key (wire.md §7.4 quirk)", { todo: "starfish-rs reads the member key (undocumented deviation)" }, async () => {
+  // DELIBERATE FIX (COMPATIBILITY.md; spec README policy, quirk 14): the official server
+  // reads the bundle base key for a bundle member in a batch (an empty document); we read
+  // <base>/<member>, exactly what the bundle pull serves.
+  it("batch reads a bundle member's own document (deliberate fix of wire.md §7.4 quirk)", async () => {
+    const bundle = await a.pull(`/pull/users/${alice.userId}/profile`);
     const res = await a.batchPull(["preferences", "contacts"]);
-    check.deepEqual(res.collections.preferences.map((e) => [e.data, e.hash]), [[{}, ""]]);
-    check.deepEqual(res.collections.contacts.map((e) => [e.data, e.hash]), [[{}, ""]]);
+    check.deepEqual(res.collections.preferences.map((e) => [e.data, e.hash]), [[bundle.collections.preferences.data, bundle.collections.preferences.hash]]);
+    check.ok(bundle.collections.preferences.hash !== "", "the member document exists");
+    check.deepEqual(res.collections.contacts.map((e) => [e.data, e.hash]), [[bundle.collections.contacts.data, bundle.collections.contacts.hash]]);
   });
 
   it("batch with a failing signature continues as anonymous (wire.md §7.3)", async () => {
