@@ -189,4 +189,40 @@ describe("raw signed requests (auth.md §7)", () => {
     check.equal(ok.status, 409);
     check.equal(ok.body, '{"error":"hash_mismatch"}');
   });
+
+  it("a replayed nonce → 401 (auth.md §9), even after the first request succeeded", async () => {
+    const h = await signed(root.capCert, root.device.edPriv, "GET", p());
+    check.equal((await get(h)).status, 200);
+    const again = await get(h);
+    check.equal(again.status, 401);
+    check.equal(again.body, '{"error":"Unauthorized"}');
+  });
+
+  it("method and path binding: a GET signature replayed as another path or method → 401", async () => {
+    const other = `/v1/pull/users/${root.userId}/profile`;
+    check.equal((await get(await signed(root.capCert, root.device.edPriv, "GET", p()), other)).status, 401);
+    const target = `/v1/push/users/${root.userId}/settings`;
+    const body = JSON.stringify({ data: { m: 1 }, baseHash: null });
+    const asGet = await signed(root.capCert, root.device.edPriv, "GET", target, { body, contentType: "application/json" });
+    const r = await rawRequest(srv.port, "POST", target, { headers: asGet, body });
+    check.equal(r.status, 401);
+  });
+
+  it("a forged cap (signed by a key that is not iss) and a not-yet-valid cap → 401", async () => {
+    const other = await bootstrapRootIdentity(`interop forger ${fresh()}`);
+    const forged = { ...root.capCert, sig: other.capCert.sig };
+    check.equal((await get(await signed(forged, root.device.edPriv, "GET", p()))).status, 401);
+    const now = Math.floor(Date.now() / 1000);
+    const future = await mintDeviceCap(root.device.edPriv, root.device.edPub, { edPubHex: root.device.edPub, kemPubHex: root.device.kemPub }, { ops: ["read"], collections: ["*"] }, { nbf: now + 3600 });
+    check.equal((await get(await signed(future, root.device.edPriv, "GET", p()))).status, 401);
+  });
+
+  // DELIBERATE FIX (COMPATIBILITY.md; spec README policy, quirk 12): scope.ops without "write"
+  // cannot push, even to a `self` collection (the official server lets it through).
+  it("a read-only cap cannot push to its own self document → 403", async () => {
+    const d = await device({ ops: ["read"], collections: ["*"] });
+    await check.rejects(d.client().push(`/push/users/${root.userId}/settings`, { ro: true }, null), httpErr(403, '{"error":"Forbidden"}'));
+    const r = await d.client().pull(`/pull/users/${root.userId}/settings`);
+    check.ok(r.data.ro === undefined, "nothing was written");
+  });
 });
