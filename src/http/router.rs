@@ -161,7 +161,7 @@ pub fn decode_param(raw: &str) -> String {
     }
     let b = raw.as_bytes();
     let is_escape = |i: usize| {
-        i + 2 < b.len() + 0
+        i + 2 < b.len()
             && b[i] == b'%'
             && b[i + 1].is_ascii_hexdigit()
             && b[i + 2].is_ascii_hexdigit()
@@ -169,10 +169,10 @@ pub fn decode_param(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 1 && is_escape(i) {
+        if is_escape(i) {
             let start = i;
             let mut bytes = Vec::new();
-            while i + 2 < b.len() + 1 && is_escape(i) {
+            while is_escape(i) {
                 let hex = &raw[i + 1..i + 3];
                 bytes.push(u8::from_str_radix(hex, 16).unwrap_or(0));
                 i += 3;
