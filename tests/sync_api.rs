@@ -1840,28 +1840,71 @@ fn store_failures_are_plain_500_and_batch_internal_error() {
 
 #[test]
 fn documents_from_foreign_writers_without_hash() {
-    // documents.md §1: a stored object without `hash` is served without it.
+    // documents.md §1: a stored object without `hash` is returned with no
+    // `hash` key at all (the JS value is `undefined`). The same holds for
+    // batch entries, bundle members and the keyring sibling, which all copy
+    // `parsed.hash` (official route-builder.js / helpers.js).
     let s = server();
-    push_ok(&s, "/v1/push/pub/foreign", &push_body("{}", None));
-    std::fs::write(
-        s.data_dir.join("pub").join("foreign.~doc"),
-        br#"{"v":1,"data":{"a":1},"ts":5}"#,
-    )
-    .unwrap();
-    let r = s.get("/v1/pull/pub/foreign");
-    r.assert_json_ts(200, r#"{"data":{"a":1},"timestamp":{TS}}"#, now_ms() - 5000);
-    assert_eq!(r.header("etag"), None);
-    // Batch entries always carry a hash string (§7.4 step 12).
+    let foreign = br#"{"v":1,"data":{"a":1},"ts":5}"#;
+    push_ok(&s, "/v1/push/kr/foreign", &push_body("{}", None));
+    push_ok(&s, "/v1/push/kr/foreign/_keyring", &push_body("{}", None));
+    push_ok(&s, "/v1/push/shared/data/a", &push_body("{}", None));
+    for f in [
+        "kr/foreign.~doc",
+        "kr/foreign/_keyring.~doc",
+        "shared/data/a.~doc",
+    ] {
+        let path = s.data_dir.join(f);
+        assert!(path.exists(), "{}", path.display());
+        std::fs::write(path, foreign).unwrap();
+    }
     let t0 = now_ms();
+    let r = s.get("/v1/pull/kr/foreign");
+    r.assert_json_ts(200, r#"{"data":{"a":1},"timestamp":{TS}}"#, t0);
+    assert_eq!(r.header("etag"), None);
+    s.get("/v1/pull/kr/foreign?withKeyring=1").assert_json_ts(
+        200,
+        r#"{"data":{"a":1},"timestamp":{TS},"keyring":{"data":{"a":1},"timestamp":{TS}}}"#,
+        t0,
+    );
     let r = s.get(&batch_url(
         "/v1",
-        "pub",
-        Some(r#"{"pub":[{"id":"foreign"}]}"#),
+        "kr",
+        Some(r#"{"kr":[{"id":"foreign"}]}"#),
     ));
     assert_eq!(
         batch_shape(&r, t0),
-        r#"{"collections":{"pub":[{"data":{"a":1},"hash":"","timestamp":{TS}}]}}"#
+        r#"{"collections":{"kr":[{"data":{"a":1},"timestamp":{TS}}]}}"#
     );
+    s.get("/v1/pull/shared/data").assert_json_ts(
+        200,
+        r#"{"collections":{"a":{"data":{"a":1}},"b":{"data":{},"hash":""},"c":{"data":{},"hash":""}},"timestamp":{TS}}"#,
+        t0,
+    );
+}
+
+#[test]
+fn bundle_member_push_has_no_early_unsafe_key_check() {
+    // wire.md §6.3: the key check happens inside the document push, after
+    // the size and content-type checks.
+    let s = server();
+    Req::new("POST", "/v1/push/users/a..b/data/profile")
+        .header("Content-Type", "text/plain")
+        .body(b"x")
+        .send(&s)
+        .assert_error(415, "Content-Type must be application/json");
+    Req::new("POST", "/v1/push/users/a..b/data/profile")
+        .header("Content-Type", "application/json")
+        .body(&[b' '; 1001])
+        .send(&s)
+        .assert_error(413, "Payload too large");
+    s.post_json("/v1/push/users/a..b/data/profile", "[]")
+        .assert_error(400, "Body must be a JSON object");
+    s.post_json("/v1/push/users/a..b/data/profile", &push_body("{}", None))
+        .assert_error(400, "Invalid path parameter");
+    // The bundle pull checks the base key.
+    s.get("/v1/pull/users/a..b/data")
+        .assert_error(400, "Invalid path parameter");
 }
 
 #[test]
