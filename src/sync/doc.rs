@@ -120,7 +120,11 @@ pub fn pull_answer(
             Some(d) => {
                 let mut ko = Object::with_capacity(3);
                 ko.insert("data", d.data.clone());
-                ko.insert("hash", d.hash.clone().unwrap_or(Value::Null));
+                // A stored object without `hash` has none here either
+                // (`parsed.hash` is `undefined` in the official server).
+                if let Some(h) = &d.hash {
+                    ko.insert("hash", h.clone());
+                }
                 ko.insert("timestamp", now);
                 Value::Object(ko)
             }
@@ -131,13 +135,16 @@ pub fn pull_answer(
 }
 
 /// A bundle member or batch entry: `{"data","hash"}` plus `timestamp` when
-/// given.
+/// given. A missing document has hash `""`; a stored object without a
+/// `hash` field has no `hash` key (documents.md §1).
 pub fn entry_answer(doc: Option<&StoredDoc>, timestamp: Option<i64>) -> Value {
     let mut o = Object::with_capacity(3);
     match doc {
         Some(d) => {
             o.insert("data", d.data.clone());
-            o.insert("hash", d.hash.clone().unwrap_or_else(|| "".into()));
+            if let Some(h) = &d.hash {
+                o.insert("hash", h.clone());
+            }
         }
         None => {
             o.insert("data", empty_data());
