@@ -38,6 +38,7 @@ pub mod config;
 pub mod http;
 pub mod logger;
 pub mod proto;
+pub mod replica;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -71,7 +71,7 @@ pub struct Service {
     router: Router,
     store: Arc<dyn Store>,
     resolver: Arc<dyn Resolver>,
-    locks: KeyLocks,
+    locks: Arc<KeyLocks>,
     options: ServiceOptions,
     clock: fn() -> i64,
     plugins: Vec<Arc<dyn Plugin>>,
@@ -123,7 +123,7 @@ impl Service {
             router: Router::new(config, &options.base_path),
             store,
             resolver,
-            locks: KeyLocks::new(),
+            locks: Arc::new(KeyLocks::new()),
             options,
             clock: now_ms,
             plugins: Vec::new(),
@@ -134,6 +134,12 @@ impl Service {
     pub fn with_plugin(mut self, plugin: Arc<dyn Plugin>) -> Self {
         self.plugins.push(plugin);
         self
+    }
+
+    /// The per-key write locks (shared with anything else that writes
+    /// documents, such as the replica).
+    pub fn locks(&self) -> Arc<KeyLocks> {
+        self.locks.clone()
     }
 
     /// The shared store.
