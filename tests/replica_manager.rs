@@ -16,12 +16,15 @@ use starfish::sync::locks::KeyLocks;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// One recorded request: method, URL, headers, body.
+type Seen = (String, String, Vec<(String, String)>, Vec<u8>);
+
 /// A scripted primary: answers from a queue (repeating the last answer) and
 /// records every request.
 #[derive(Default)]
 struct FakePrimary {
     answers: Mutex<Vec<Result<PrimaryResponse, String>>>,
-    seen: Mutex<Vec<(String, String, Vec<(String, String)>, Vec<u8>)>>,
+    seen: Mutex<Vec<Seen>>,
 }
 
 impl FakePrimary {
