@@ -1,0 +1,153 @@
+//! The `starfish` binary as a user runs it: help, version, config checks
+//! with the official messages and exit status 2, and a graceful stop on
+//! SIGTERM / SIGINT.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_starfish"))
+}
+
+fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("starfish-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("config.json");
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+#[test]
+fn help_and_version() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "serve",
+        "check-config",
+        "--config",
+        "--listen",
+        "--data-dir",
+        "--memory",
+        "--base-path",
+    ] {
+        assert!(help.contains(word), "help mentions {word}");
+    }
+    let out = bin().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("starfish {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = bin().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin().args(["serve", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn check_config_reports_the_official_messages() {
+    let good = temp_file(
+        "good",
+        r#"{"version":1,"collections":[{"name":"a","storagePath":"a/{id}","readRoles":["public"],"writeRoles":["self"],"encryption":"none","maxBodyBytes":100}]}"#,
+    );
+    let out = bin().arg("check-config").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bad = temp_file(
+        "bad",
+        r#"{"collections":[{"name":"a","storagePath":"/a","readRoles":[],"writeRoles":["x"],"encryption":"none"}],"namespaces":{"pull":{"collections":[]}}}"#,
+    );
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("Invalid sync config:\n"), "{err}");
+    for line in [
+        "Collection \"a\": storagePath must not start with /",
+        "Collection \"a\": readRoles must not be empty (use [\"public\"] for public access)",
+        "Namespace \"pull\": name is reserved and cannot be used as a namespace",
+        "Namespace \"pull\": must contain at least one collection",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in {err}");
+    }
+    // serve refuses the same file with the same status.
+    let out = bin()
+        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = bin()
+        .args(["check-config", "/nonexistent/config.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn start() -> (
+    std::process::Child,
+    u16,
+    BufReader<std::process::ChildStderr>,
+) {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "info",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let port = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    (child, port, err)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_server_gracefully() {
+    for sig in ["-TERM", "-INT"] {
+        let (mut child, port, mut err) = start();
+        // A request on a kept-alive connection works before the signal.
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        signal(child.id(), sig);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{sig}: {status:?}");
+        let mut rest = String::new();
+        err.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.contains("shutting down") && rest.contains("stopped"),
+            "{sig}: {rest}"
+        );
+        // The listener is gone.
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+}
