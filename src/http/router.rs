@@ -161,7 +161,7 @@ pub fn decode_param(raw: &str) -> String {
     }
     let b = raw.as_bytes();
     let is_escape = |i: usize| {
-        i + 2 < b.len() + 0
+        i + 2 < b.len()
             && b[i] == b'%'
             && b[i + 1].is_ascii_hexdigit()
             && b[i + 2].is_ascii_hexdigit()
