@@ -585,6 +585,19 @@ mod tests {
     }
 
     #[test]
+    fn futures_are_send_and_the_client_is_shareable() {
+        fn send<T: Send>(_: &T) {}
+        fn share<T: Send + Sync + Clone>() {}
+        share::<Client>();
+        let c = Client::new("http://127.0.0.1:1").unwrap();
+        send(&c.pull("/pull/x"));
+        send(&c.push("/push/x", &Value::Null, None));
+        send(&c.batch_pull_many("x", &[]));
+        let mut m = SyncManager::new(c.clone(), "/pull/x", "/push/x");
+        send(&m.push(Object::new()));
+    }
+
+    #[test]
     fn push_body_key_order() {
         let d = parse(br#"{"theme":"dark"}"#).unwrap();
         assert_eq!(
