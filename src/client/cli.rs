@@ -28,8 +28,7 @@ use std::sync::Arc;
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8787/v1";
 
 /// Usage text of the client subcommands (appended to the binary's usage).
-pub const USAGE: &str = "\
-  starfish identity new [--passphrase-file FILE] [--out FILE]
+pub const USAGE: &str = "  starfish identity new [--passphrase-file FILE] [--out FILE]
                                     derive a root identity from a passphrase
                                     (the file's content minus one trailing
                                     newline; stdin without the flag) and write
