@@ -17,8 +17,9 @@
 //! | [`http`] | our own HTTP/1 server (strict framing, keep-alive, pipelining, deadlines, graceful shutdown), the router and the service |
 //! | [`server`] | assembling config, store, auth and HTTP into a running server |
 //! | [`logger`] | a tiny stderr logger for the `log` facade |
+//! | [`client`] | the client: `Client` (namespace, signing, keep-alive pool over async-h1), `SyncManager`, device credentials, the CLI subcommands |
 //!
-//! The replica, timer wheel and client
+//! The replica and timer wheel
 //! land in their own modules as they are built (see `DESIGN.md`).
 //!
 //! ## Example
@@ -34,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod logger;

@@ -4,14 +4,14 @@ use starfish::server::{load_config, ServeOptions, Server, StoreChoice};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-starfish — a Starfish JSON document sync server
+const USAGE_TEMPLATE: &str = "\
+starfish — a Starfish JSON document sync server and client
 
 Usage:
   starfish serve [options]          run the server (no flags: embedded default
                                     config, 127.0.0.1:8787, data in ./starfish-data)
   starfish check-config FILE        validate a config file and print its warnings
-  starfish --help | --version
+{CLIENT}  starfish --help | --version
 
 Options for serve:
   --config FILE           sync config JSON (default: the embedded default)
@@ -124,8 +124,12 @@ fn check_config(args: Vec<String>) -> ExitCode {
     }
 }
 
+fn usage() -> String {
+    USAGE_TEMPLATE.replace("{CLIENT}", starfish::client::cli::USAGE)
+}
+
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("starfish: {message}\n\n{USAGE}");
+    eprintln!("starfish: {message}\n\n{}", usage());
     ExitCode::from(2)
 }
 
@@ -138,7 +142,7 @@ fn main() -> ExitCode {
     };
     match cmd.as_deref() {
         None | Some("--help" | "-h" | "help") => {
-            print!("{USAGE}");
+            print!("{}", usage());
             ExitCode::SUCCESS
         }
         Some("--version" | "-V") => {
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         }
         Some("serve") => serve(args),
         Some("check-config") => check_config(args),
+        Some(cmd @ ("identity" | "push" | "pull")) => starfish::client::cli::run(cmd, args),
         Some(other) => usage_error(&format!("unknown command {other:?}")),
     }
 }
