@@ -9,6 +9,7 @@ use crate::auth::cap::{CapResolver, CapResolverConfig};
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
 use crate::http::service::{Service, ServiceOptions};
 use crate::http::{serve_on, ServerConfig};
+use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
 use crate::store::{FsStore, MemoryStore, Store, StoreError};
 use std::fmt;
 use std::future::Future;
@@ -41,6 +42,9 @@ pub struct ServeOptions {
     pub max_body_bytes: Option<usize>,
     /// Executor threads serving connections (default: available cores).
     pub threads: usize,
+    /// Replica settings file (`--replica FILE`): pull collections from a
+    /// primary and serve them locally.
+    pub replica: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -56,6 +60,7 @@ impl Default for ServeOptions {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            replica: None,
         }
     }
 }
@@ -68,13 +73,14 @@ pub enum ServeError {
     Store(StoreError),
     Bind(SocketAddr, std::io::Error),
     Io(std::io::Error),
+    Replica(String),
 }
 
 impl ServeError {
     /// The process exit status: 2 for bad configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::ReadConfig(..) | ServeError::Config(_) => 2,
+            ServeError::ReadConfig(..) | ServeError::Config(_) | ServeError::Replica(_) => 2,
             _ => 1,
         }
     }
@@ -88,6 +94,7 @@ impl fmt::Display for ServeError {
             ServeError::Store(e) => write!(f, "cannot open store: {e}"),
             ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             ServeError::Io(e) => write!(f, "server error: {e}"),
+            ServeError::Replica(e) => f.write_str(e),
         }
     }
 }
@@ -112,6 +119,7 @@ pub struct Server {
     http: ServerConfig,
     threads: usize,
     description: String,
+    replica: Option<Arc<ReplicaManager>>,
 }
 
 impl Server {
@@ -140,9 +148,9 @@ impl Server {
         } else {
             opts.base_path.clone()
         };
-        let service = Service::new(
+        let mut service = Service::new(
             config.clone(),
-            store,
+            store.clone(),
             resolver,
             ServiceOptions {
                 base_path: base.clone(),
@@ -150,6 +158,14 @@ impl Server {
                 ..ServiceOptions::default()
             },
         );
+        let replica = match &opts.replica {
+            None => None,
+            Some(path) => {
+                let manager = replica_manager(path, &config, store, &service, blocking)?;
+                service = service.with_plugin(Arc::new(ReplicaPlugin::new(manager.clone())));
+                Some(manager)
+            }
+        };
         let routes = route_count(&config);
         let std_listener = std::net::TcpListener::bind(opts.listen)
             .map_err(|e| ServeError::Bind(opts.listen, e))?;
@@ -170,6 +186,7 @@ impl Server {
             http,
             threads: opts.threads.max(1),
             description,
+            replica,
         })
     }
 
@@ -206,6 +223,13 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || futures_lite::future::block_on(ex.run(rx.recv())));
             }
+            if let Some(manager) = self.replica.clone() {
+                let rx = stop_rx.clone();
+                ex.spawn(manager.run(SchedulerOptions::default(), async move {
+                    let _ = rx.recv().await;
+                }))
+                .detach();
+            }
             let result = futures_lite::future::block_on(ex.run(serve_on(
                 &ex,
                 self.listener,
@@ -219,6 +243,52 @@ impl Server {
         log::info!("stopped");
         Ok(())
     }
+}
+
+/// Load the replica settings, set up the signing primary client and build
+/// the manager over the service's store and write locks.
+fn replica_manager(
+    path: &PathBuf,
+    config: &SyncConfig,
+    store: Arc<dyn Store>,
+    service: &Service,
+    blocking: bool,
+) -> Result<Arc<ReplicaManager>, ServeError> {
+    let err = |e: String| ServeError::Replica(e);
+    let text = std::fs::read(path).map_err(|e| {
+        err(format!(
+            "cannot read replica settings {}: {e}",
+            path.display()
+        ))
+    })?;
+    let rc = crate::replica::config::load(&text, config).map_err(|e| err(e.to_string()))?;
+    let signer = crate::replica::http::signer_for(&rc.auth).map_err(|e| err(e.to_string()))?;
+    let primary =
+        crate::replica::http::HttpPrimary::new(&rc, signer).map_err(|e| err(e.to_string()))?;
+    let remotes = rc
+        .collections
+        .iter()
+        .map(|r| {
+            let key = config
+                .collections
+                .iter()
+                .find(|c| c.name == r.name)
+                .map(|c| c.storage_path.clone())
+                .unwrap_or_default();
+            (r.clone(), key)
+        })
+        .collect();
+    log::info!(
+        "replicating {} collection(s) from their primaries",
+        rc.collections.len()
+    );
+    Ok(Arc::new(ReplicaManager::new(
+        remotes,
+        store,
+        service.locks(),
+        blocking,
+        Arc::new(primary),
+    )))
 }
 
 fn largest_body_limit(config: &SyncConfig) -> usize {

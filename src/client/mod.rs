@@ -312,6 +312,29 @@ impl Client {
             .1)
     }
 
+    /// Send a raw request and return the status and body whatever they are
+    /// (no status mapping). `rel` is relative to the base URL (no namespace
+    /// rewrite); `headers` are sent as given, except that a signer's
+    /// `Authorization` and `X-Starfish-*` headers replace same-named ones.
+    /// The replica uses this to talk to its primary.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        rel: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let method: Method = method
+            .parse()
+            .map_err(|_| ClientError::Config(format!("unsupported method {method:?}")))?;
+        let extra: Vec<(&str, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let resp = self.request(method, rel, body, &extra).await?;
+        Ok((resp.status, resp.body))
+    }
+
     /// Send one request; `rel` is relative to the base with the namespace
     /// already applied. Applies the timeout.
     async fn request(

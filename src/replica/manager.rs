@@ -39,6 +39,13 @@ pub trait Primary: Send + Sync + 'static {
         headers: &'a [(String, String)],
         body: &'a [u8],
     ) -> BoxFuture<'a, Result<PrimaryResponse, String>>;
+
+    /// Renew credentials now if they are due (e.g. re-mint a cap near its
+    /// expiry) and say when to call again; `None` (the default) when there
+    /// is nothing to renew.
+    fn renew(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Why a sync failed (reported to the log, never to clients).
@@ -371,7 +378,7 @@ impl ReplicaManager {
         let ex = async_executor::Executor::new();
         let origin = Instant::now();
         let mono = move || origin.elapsed().as_millis() as u64;
-        let wheel: Arc<Mutex<TimerWheel<String>>> = Arc::new(Mutex::new(TimerWheel::new(mono())));
+        let wheel: Arc<Mutex<TimerWheel<Job>>> = Arc::new(Mutex::new(TimerWheel::new(mono())));
         let (wake_tx, wake_rx) = async_channel::unbounded::<()>();
         let mut rng = Jitter::new();
         {
@@ -379,8 +386,11 @@ impl ReplicaManager {
             for r in &self.remotes {
                 w.insert(
                     mono() + rng.below(options.jitter_max.as_millis() as u64 / 4 + 1),
-                    r.name.clone(),
+                    Job::Sync(r.name.clone()),
                 );
+            }
+            if let Some(next) = self.primary.renew() {
+                w.insert(mono() + next.as_millis() as u64, Job::Renew);
             }
         }
         let run = async {
@@ -403,7 +413,7 @@ impl ReplicaManager {
                                 wheel
                                     .lock()
                                     .unwrap_or_else(|e| e.into_inner())
-                                    .insert(mono(), name);
+                                    .insert(mono(), Job::Sync(name));
                             }
                         },
                         async {
@@ -418,7 +428,19 @@ impl ReplicaManager {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .advance(mono(), &mut due);
-                for name in due {
+                for job in due {
+                    let name = match job {
+                        Job::Sync(name) => name,
+                        Job::Renew => {
+                            if let Some(next) = self.primary.renew() {
+                                wheel
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(mono() + next.as_millis() as u64, Job::Renew);
+                            }
+                            continue;
+                        }
+                    };
                     if self.with_state(&name, |s| std::mem::replace(&mut s.running, true)) {
                         continue;
                     }
@@ -448,7 +470,7 @@ impl ReplicaManager {
                         wheel
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
-                            .insert(mono() + delay, name);
+                            .insert(mono() + delay, Job::Sync(name));
                         let _ = wake.try_send(());
                     })
                     .detach();
@@ -457,6 +479,12 @@ impl ReplicaManager {
         };
         ex.run(futures_lite::future::or(run, shutdown)).await;
     }
+}
+
+/// What a scheduler timer stands for.
+enum Job {
+    Sync(String),
+    Renew,
 }
 
 /// The retry delay after `failures` consecutive failures: base · 2^(n-1),

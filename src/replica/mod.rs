@@ -7,8 +7,10 @@
 //! | [`config`] | the settings file and its validation against the sync config |
 //! | [`manager`] | one sync, `on_pull`, the push-through proxy, the scheduler |
 //! | [`plugin`] | the server hooks: write-mode gates and triggers |
+//! | [`http`] | the primary over HTTP: the signing client, cap renewal |
 
 pub mod config;
+pub mod http;
 pub mod manager;
 pub mod plugin;
 

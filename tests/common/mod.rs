@@ -45,6 +45,10 @@ pub struct Setup {
     pub config: String,
     pub base_path: String,
     pub allow_anonymous: bool,
+    /// Replica settings JSON (`--replica`).
+    pub replica: Option<String>,
+    /// Port to listen on (0: any).
+    pub port: u16,
 }
 
 impl Setup {
@@ -53,7 +57,17 @@ impl Setup {
             config: config.to_owned(),
             base_path: "/v1".to_owned(),
             allow_anonymous: true,
+            replica: None,
+            port: 0,
         }
+    }
+    pub fn replica(mut self, settings: &str) -> Self {
+        self.replica = Some(settings.to_owned());
+        self
+    }
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
     }
     pub fn base_path(mut self, p: &str) -> Self {
         self.base_path = p.to_owned();
@@ -84,9 +98,14 @@ impl TestServer {
         let config_path = root.join("config.json");
         std::fs::write(&config_path, &setup.config).expect("write config");
         let data_dir = root.join("data");
+        let replica = setup.replica.as_ref().map(|text| {
+            let p = root.join("replica.json");
+            std::fs::write(&p, text).expect("write replica settings");
+            p
+        });
         let opts = ServeOptions {
             config: Some(config_path),
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: SocketAddr::from(([127, 0, 0, 1], setup.port)),
             store: StoreChoice::Dir(data_dir.clone()),
             base_path: setup.base_path,
             auth: CapResolverConfig {
@@ -99,6 +118,7 @@ impl TestServer {
             },
             max_body_bytes: None,
             threads: 2,
+            replica,
         };
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
