@@ -223,13 +223,12 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || futures_lite::future::block_on(ex.run(rx.recv())));
             }
-            if let Some(manager) = self.replica.clone() {
+            let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
                 ex.spawn(manager.run(SchedulerOptions::default(), async move {
                     let _ = rx.recv().await;
                 }))
-                .detach();
-            }
+            });
             let result = futures_lite::future::block_on(ex.run(serve_on(
                 &ex,
                 self.listener,
@@ -238,6 +237,10 @@ impl Server {
                 shutdown,
             )));
             stop_tx.close();
+            // Let the replica finish the syncs in flight (bounded by its grace).
+            if let Some(task) = replica_task {
+                futures_lite::future::block_on(ex.run(task));
+            }
             result.map_err(ServeError::Io)
         })?;
         log::info!("stopped");
@@ -262,7 +265,7 @@ fn replica_manager(
         ))
     })?;
     let rc = crate::replica::config::load(&text, config).map_err(|e| err(e.to_string()))?;
-    let signer = crate::replica::http::signer_for(&rc.auth).map_err(|e| err(e.to_string()))?;
+    let signer = crate::replica::http::signer_for(&rc).map_err(|e| err(e.to_string()))?;
     let primary =
         crate::replica::http::HttpPrimary::new(&rc, signer).map_err(|e| err(e.to_string()))?;
     let remotes = rc

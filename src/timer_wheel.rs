@@ -330,6 +330,60 @@ mod tests {
     }
 
     #[test]
+    fn cancellation_before_and_after_firing() {
+        let mut w = TimerWheel::new(0);
+        let a = w.insert(100, 'a');
+        let b = w.insert(100, 'b');
+        let c = w.insert(5_000, 'c');
+        assert_eq!(w.cancel(b), Some('b'));
+        assert_eq!(w.cancel(b), None, "twice");
+        assert_eq!(w.deadline(c), Some(5_000));
+        let mut out = Vec::new();
+        w.advance(200, &mut out);
+        assert_eq!(out, ['a']);
+        assert_eq!(w.cancel(a), None, "already fired");
+        // A recycled slab slot does not answer to the old handle.
+        let d = w.insert(300, 'd');
+        assert_ne!(d, a);
+        assert_eq!(w.cancel(a), None);
+        assert_eq!(w.cancel(c), Some('c'));
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn timers_cascade_down_the_levels_in_order() {
+        let mut w = TimerWheel::new(0);
+        // One timer per level: 64^k ms apart.
+        let deadlines = [3u64, 70, 4_100, 262_200, 16_777_300, 1_073_741_900];
+        for (i, d) in deadlines.iter().enumerate().rev() {
+            w.insert(*d, i);
+        }
+        let mut fired = Vec::new();
+        let mut wakes = 0;
+        while let Some(t) = w.next_wake() {
+            w.advance(t, &mut fired);
+            wakes += 1;
+            assert!(wakes < 100, "the wheel must converge");
+        }
+        assert_eq!(fired, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(w.now(), 1_073_741_900);
+    }
+
+    #[test]
+    fn far_future_deadlines_are_parked_and_replaced() {
+        let mut w = TimerWheel::new(1_000);
+        let far = 1_000 + (1u64 << 40);
+        w.insert(far, "far");
+        w.insert(u64::MAX, "never");
+        let mut out = Vec::new();
+        w.advance(far - 1, &mut out);
+        assert!(out.is_empty());
+        w.advance(far, &mut out);
+        assert_eq!(out, ["far"]);
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
     fn ticking_does_not_allocate_after_warm_up() {
         let mut w = TimerWheel::new(0);
         let mut fired = Vec::with_capacity(16);

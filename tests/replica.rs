@@ -212,7 +212,11 @@ fn local_reads_survive_a_primary_outage_and_sync_resumes() {
 #[test]
 fn a_signed_replica_reads_cap_protected_collections() {
     let port = free_port();
-    let primary = Setup::new(PRIMARY).port(port).start();
+    // The primary refuses unsigned requests to non-public collections (401).
+    let primary = Setup::new(PRIMARY).port(port).no_anonymous().start();
+    primary
+        .get("/v1/pull/primary/secure")
+        .assert_error(401, "Unauthorized");
     // The primary's secure collection needs cap:write:* to push: use a root cap.
     let seed = [9u8; 32];
     let pub_hex = common::pub_hex(&seed);

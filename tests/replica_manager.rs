@@ -333,6 +333,7 @@ fn scheduler_syncs_at_start_and_retries_with_backoff() {
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_secs(1),
         jitter_max: Duration::from_millis(5),
+        ..SchedulerOptions::default()
     };
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let runner = std::thread::spawn({
@@ -366,6 +367,7 @@ fn backoff_doubles_and_is_capped() {
         backoff_base: Duration::from_secs(1),
         backoff_max: Duration::from_secs(300),
         jitter_max: Duration::ZERO,
+        ..SchedulerOptions::default()
     };
     let d: Vec<u64> = (1..=12)
         .map(|n| starfish::replica::manager::backoff_ms(&o, n, 60_000, true))
@@ -380,4 +382,102 @@ fn backoff_doubles_and_is_capped() {
         300_000
     );
     let _ = Value::Null;
+}
+
+#[test]
+fn unchanged_primary_answers_304_to_if_none_match() {
+    let (m, p, store) = manager("bidirectional", "");
+    let body = doc_answer(r#"{"a":1}"#);
+    p.answer(200, &body);
+    assert!(matches!(
+        block_on(m.sync_now("news")).unwrap(),
+        SyncOutcome::Written(_)
+    ));
+    let primary_hash = json::parse(body.as_bytes())
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .get("hash")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = p.seen.lock().unwrap()[0].2.clone();
+    assert!(
+        !first.iter().any(|(n, _)| n == "If-None-Match"),
+        "nothing to validate against yet"
+    );
+    p.answers.lock().unwrap().clear();
+    p.answer(304, "");
+    let before = local(&store).unwrap();
+    assert_eq!(
+        block_on(m.sync_now("news")).unwrap(),
+        SyncOutcome::Unchanged
+    );
+    let second = p.seen.lock().unwrap()[1].2.clone();
+    assert!(
+        second.contains(&("If-None-Match".to_owned(), format!("\"{primary_hash}\""))),
+        "{second:?}"
+    );
+    assert_eq!(
+        local(&store).unwrap(),
+        before,
+        "a 304 writes nothing (the official replica re-merges every time)"
+    );
+}
+
+/// A primary that takes a while to answer.
+struct SlowPrimary(Duration, Arc<std::sync::atomic::AtomicUsize>);
+
+impl Primary for SlowPrimary {
+    fn request<'a>(
+        &'a self,
+        _m: &'a str,
+        _u: &'a str,
+        _h: &'a [(String, String)],
+        _b: &'a [u8],
+    ) -> BoxFuture<'a, Result<PrimaryResponse, String>> {
+        Box::pin(async move {
+            async_io::Timer::after(self.0).await;
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(PrimaryResponse {
+                status: 200,
+                body: doc_answer(r#"{"slow":true}"#).into_bytes(),
+            })
+        })
+    }
+}
+
+#[test]
+fn shutdown_waits_for_the_sync_in_flight() {
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let primary = Arc::new(SlowPrimary(Duration::from_millis(300), done.clone()));
+    let m = Arc::new(ReplicaManager::new(
+        vec![(remote("pull_only", ""), "local/news".to_owned())],
+        store.clone(),
+        Arc::new(KeyLocks::new()),
+        false,
+        primary,
+    ));
+    let opts = SchedulerOptions {
+        jitter_max: Duration::ZERO,
+        ..SchedulerOptions::default()
+    };
+    // Shut down 50 ms in, while the first sync waits for the primary.
+    let started = std::time::Instant::now();
+    let stop = async {
+        async_io::Timer::after(Duration::from_millis(50)).await;
+    };
+    block_on(m.clone().run(opts, stop));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "run returned before the sync finished"
+    );
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        local(&store).is_some(),
+        "the in-flight sync completed its write"
+    );
+    assert_eq!(m.syncs_in_flight(), 0);
 }

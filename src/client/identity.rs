@@ -120,10 +120,18 @@ impl DeviceCredentials {
     /// (Argon2id, ~46 MiB, a second or so) and mint a self-signed full-scope
     /// device cap valid from now for 30 days.
     pub fn bootstrap(passphrase: &str) -> Result<DeviceCredentials, CredentialsError> {
+        DeviceCredentials::bootstrap_with_ttl(passphrase, DEFAULT_CAP_TTL_SEC)
+    }
+
+    /// [`DeviceCredentials::bootstrap`] with a cap lifetime of `ttl_sec`.
+    pub fn bootstrap_with_ttl(
+        passphrase: &str,
+        ttl_sec: i64,
+    ) -> Result<DeviceCredentials, CredentialsError> {
         let root = derive_root_identity(passphrase).map_err(CredentialsError::Identity)?;
         let opts = MintOptions {
             nbf: (now_ms() / 1000) as i64,
-            ttl_sec: DEFAULT_CAP_TTL_SEC,
+            ttl_sec,
             nonce: random16()?,
         };
         DeviceCredentials::from_root_identity(&root, opts)

@@ -6,7 +6,9 @@
 //!   "intervalMs": 60000, "headers": {}, "writeMode": "pull_only", "syncTriggers": ["scheduled"]}},
 //!  "auth": {"passphrase": "..."}}
 //! ```
-//! `auth` may instead be `{"passphraseFile": PATH}` or `{"credentialsFile": PATH}`.
+//! `auth` may instead be `{"passphraseFile": PATH}` or `{"credentialsFile": PATH}`,
+//! and may add `"capTtlSec"` (lifetime of minted caps, default 30 days) and
+//! `"refreshMarginSec"` (re-mint this long before expiry, default one day).
 //! Fields the official package requires but older docs give defaults for
 //! get those defaults: `intervalMs` 60000, `headers` `{}`, `writeMode`
 //! `pull_only`, `syncTriggers` `["scheduled"]`.
@@ -76,6 +78,12 @@ pub enum ReplicaAuth {
 pub struct ReplicaConfig {
     pub collections: Vec<RemoteConfig>,
     pub auth: ReplicaAuth,
+    /// Lifetime of caps minted from a passphrase (`auth.capTtlSec`,
+    /// default 30 days).
+    pub cap_ttl_sec: i64,
+    /// Re-mint a self-signed cap this long before it expires
+    /// (`auth.refreshMarginSec`, default one day).
+    pub refresh_margin_sec: i64,
 }
 
 /// Why a settings file was refused.
@@ -223,9 +231,17 @@ pub fn parse(text: &[u8]) -> Result<ReplicaConfig, ReplicaConfigError> {
             on_pull_min_interval_ms,
         });
     }
+    let mut cap_ttl_sec = crate::proto::cap::DEFAULT_CAP_TTL_SEC;
+    let mut refresh_margin_sec = 86_400;
     let auth = match root.get("auth") {
         None | Some(Value::Null) => ReplicaAuth::None,
         Some(Value::Object(a)) => {
+            if let Some(v) = a.get("capTtlSec") {
+                cap_ttl_sec = non_negative(v, "auth.capTtlSec")?.max(60) as i64;
+            }
+            if let Some(v) = a.get("refreshMarginSec") {
+                refresh_margin_sec = non_negative(v, "auth.refreshMarginSec")? as i64;
+            }
             let s = |k: &str| a.get(k).and_then(Value::as_str).map(str::to_owned);
             match (s("passphrase"), s("passphraseFile"), s("credentialsFile")) {
                 (Some(p), None, None) => ReplicaAuth::Passphrase(p),
@@ -238,7 +254,12 @@ pub fn parse(text: &[u8]) -> Result<ReplicaConfig, ReplicaConfigError> {
         }
         Some(_) => return Err(shape("\"auth\" must be an object")),
     };
-    Ok(ReplicaConfig { collections, auth })
+    Ok(ReplicaConfig {
+        collections,
+        auth,
+        cap_ttl_sec,
+        refresh_margin_sec,
+    })
 }
 
 /// `validateReplicaConfig`: the official checks against the sync config's

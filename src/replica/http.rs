@@ -13,9 +13,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `refreshMarginSec`: re-mint this long before the cap expires.
-pub const REFRESH_MARGIN_SEC: i64 = 86_400;
-
 /// Why the replica's identity or clients could not be set up.
 #[derive(Debug)]
 pub enum PrimarySetupError {
@@ -42,10 +39,11 @@ impl std::error::Error for PrimarySetupError {}
 
 /// The signer for `auth`, if any. A passphrase costs one Argon2id
 /// derivation (about 46 MiB for a moment); saved credentials cost nothing.
-pub fn signer_for(auth: &ReplicaAuth) -> Result<Option<Arc<Signer>>, PrimarySetupError> {
-    let creds = match auth {
+pub fn signer_for(config: &ReplicaConfig) -> Result<Option<Arc<Signer>>, PrimarySetupError> {
+    let ttl = config.cap_ttl_sec;
+    let creds = match &config.auth {
         ReplicaAuth::None => return Ok(None),
-        ReplicaAuth::Passphrase(p) => DeviceCredentials::bootstrap(p),
+        ReplicaAuth::Passphrase(p) => DeviceCredentials::bootstrap_with_ttl(p, ttl),
         ReplicaAuth::PassphraseFile(f) => {
             let text = std::fs::read_to_string(f)
                 .map_err(|e| PrimarySetupError::ReadFile(f.clone(), e))?;
@@ -53,14 +51,14 @@ pub fn signer_for(auth: &ReplicaAuth) -> Result<Option<Arc<Signer>>, PrimarySetu
                 .strip_suffix('\n')
                 .map(|t| t.strip_suffix('\r').unwrap_or(t))
                 .unwrap_or(&text);
-            DeviceCredentials::bootstrap(pass)
+            DeviceCredentials::bootstrap_with_ttl(pass, ttl)
         }
         ReplicaAuth::CredentialsFile(f) => DeviceCredentials::load(f),
     }
     .map_err(|e| PrimarySetupError::Credentials(e.to_string()))?;
     let signer = Signer::from_credentials(&creds)
         .map_err(|e| PrimarySetupError::Credentials(e.to_string()))?
-        .with_remint_margin(REFRESH_MARGIN_SEC);
+        .with_remint_margin(config.refresh_margin_sec);
     log::info!(
         "[starfish-replica] signing requests to the primary as user {}",
         creds.user_id
@@ -72,6 +70,7 @@ pub fn signer_for(auth: &ReplicaAuth) -> Result<Option<Arc<Signer>>, PrimarySetu
 pub struct HttpPrimary {
     clients: Vec<(String, Client)>,
     signer: Option<Arc<Signer>>,
+    refresh_margin_sec: i64,
 }
 
 impl HttpPrimary {
@@ -94,7 +93,11 @@ impl HttpPrimary {
                 .map_err(|e| PrimarySetupError::Client(format!("{}: {e}", r.url)))?;
             clients.push((r.url.clone(), c));
         }
-        Ok(HttpPrimary { clients, signer })
+        Ok(HttpPrimary {
+            clients,
+            signer,
+            refresh_margin_sec: config.refresh_margin_sec,
+        })
     }
 }
 
@@ -131,7 +134,7 @@ impl Primary for HttpPrimary {
         match signer.cap_at(now) {
             Ok(cap) => {
                 let exp = cap.exp().unwrap_or(0.0) as i64;
-                let due = exp - REFRESH_MARGIN_SEC - now;
+                let due = exp - self.refresh_margin_sec - now;
                 Some(Duration::from_secs(due.clamp(60, 86_400) as u64))
             }
             Err(e) => {

@@ -105,6 +105,8 @@ pub struct SchedulerOptions {
     pub backoff_max: Duration,
     /// Upper bound on the random delay added to each scheduled run.
     pub jitter_max: Duration,
+    /// How long shutdown waits for syncs in flight.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for SchedulerOptions {
@@ -113,6 +115,7 @@ impl Default for SchedulerOptions {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             jitter_max: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -120,6 +123,9 @@ impl Default for SchedulerOptions {
 #[derive(Default)]
 struct State {
     last_hash: Option<String>,
+    /// The primary's hash at the last sync that handled it (sent back as
+    /// `If-None-Match`, so an unchanged primary answers 304).
+    last_primary_hash: Option<String>,
     last_sync_at: Option<Instant>,
     failures: u32,
     running: bool,
@@ -211,12 +217,19 @@ impl ReplicaManager {
             return Ok(SyncOutcome::Skipped);
         }
         let key = self.keys.get(name).cloned().unwrap_or_default();
-        let headers = Self::request_headers(remote, &[("Accept", "application/json")]);
+        let mut headers = Self::request_headers(remote, &[("Accept", "application/json")]);
+        if let Some(h) = self.with_state(name, |s| s.last_primary_hash.clone()) {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case("if-none-match"));
+            headers.push(("If-None-Match".to_owned(), format!("\"{h}\"")));
+        }
         let resp = self
             .primary
             .request("GET", &remote.pull_url(), &headers, b"")
             .await
             .map_err(ReplicaError::Transport)?;
+        if resp.status == 304 {
+            return Ok(SyncOutcome::Unchanged);
+        }
         if !(200..300).contains(&resp.status) {
             return Err(ReplicaError::Status(resp.status));
         }
@@ -260,7 +273,10 @@ impl ReplicaManager {
             doc::Read::Missing => (String::new(), Object::new()),
         };
         if local_hash == primary_hash {
-            self.with_state(name, |s| s.last_hash = Some(primary_hash));
+            self.with_state(name, |s| {
+                s.last_hash = Some(primary_hash.clone());
+                s.last_primary_hash = Some(primary_hash);
+            });
             return Ok(SyncOutcome::Unchanged);
         }
         let data = if remote.write_mode == WriteMode::Bidirectional && !local_data.is_empty() {
@@ -283,6 +299,7 @@ impl ReplicaManager {
             })?;
         self.with_state(name, |s| {
             s.last_hash = Some(written.hash.clone());
+            s.last_primary_hash = Some(primary_hash);
             s.last_sync_at = Some(Instant::now());
         });
         Ok(SyncOutcome::Written(written.hash))
@@ -478,6 +495,20 @@ impl ReplicaManager {
             }
         };
         ex.run(futures_lite::future::or(run, shutdown)).await;
+        // Shutdown: no new syncs start; wait (bounded) for those in flight.
+        let deadline = Instant::now() + options.shutdown_grace;
+        ex.run(async {
+            while self.syncs_in_flight() > 0 && Instant::now() < deadline {
+                async_io::Timer::after(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Syncs started by the scheduler and not finished yet.
+    pub fn syncs_in_flight(&self) -> usize {
+        let map = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|s| s.running).count()
     }
 }
 
