@@ -1,9 +1,12 @@
 #!/bin/sh
-# Rust client against the official Starfish server (pinned in package.json):
-# install the Node dependencies from package-lock.json, start server.mjs on a
-# free port, run `cargo run --example official_interop`, stop the server.
-# Exit status: that of the interop run (non-zero on any failed check), or 1
-# if the server cannot be installed or started.
+# Our Rust code against the official Starfish server (pinned in package.json):
+#  1. the Rust client (`examples/official_interop.rs`) against the official
+#     server on our default config;
+#  2. our replica (`examples/replica_interop.rs`) replicating from the official
+#     server on replica-primary.json with anonymous access off.
+# Installs the Node dependencies from package-lock.json, starts each server
+# on a free port, runs the check, stops the server. Exit status: non-zero on
+# any failed check, or 1 if a server cannot be installed or started.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -11,26 +14,35 @@ root=$(cd "$here/../../.." && pwd)
 cd "$here"
 npm ci --no-audit --no-fund --silent
 
-log=$(mktemp)
-PORT=0 node server.mjs >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT INT TERM
+pids=""
+logs=""
+trap 'for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -f $logs' EXIT INT TERM
 
-port=""
-i=0
-while [ $i -lt 150 ]; do
-  port=$(sed -n 's/^LISTENING //p' "$log")
-  [ -n "$port" ] && break
-  if ! kill -0 "$pid" 2>/dev/null; then
-    echo "official server exited:" >&2; cat "$log" >&2; exit 1
-  fi
-  sleep 0.2
-  i=$((i + 1))
-done
-if [ -z "$port" ]; then
-  echo "official server did not start within 30 s:" >&2; cat "$log" >&2; exit 1
-fi
+# start_server LOGFILE [ENV=VALUE ...]: start server.mjs, print its port.
+start_server() {
+  log=$1; shift
+  env PORT=0 "$@" node "$here/server.mjs" >"$log" 2>&1 &
+  pid=$!
+  pids="$pids $pid"
+  i=0
+  while [ $i -lt 150 ]; do
+    port=$(sed -n 's/^LISTENING //p' "$log")
+    if [ -n "$port" ]; then echo "$port"; return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "official server exited:" >&2; cat "$log" >&2; return 1
+    fi
+    sleep 0.2
+    i=$((i + 1))
+  done
+  echo "official server did not start within 30 s:" >&2; cat "$log" >&2
+  return 1
+}
+
+log1=$(mktemp); log2=$(mktemp); logs="$log1 $log2"
+port=$(start_server "$log1")
 echo "official server (starfish-server 3.0.0-alpha.65) on 127.0.0.1:$port"
+(cd "$root" && cargo run --quiet --example official_interop -- "http://127.0.0.1:$port")
 
-cd "$root"
-cargo run --quiet --example official_interop -- "http://127.0.0.1:$port"
+port2=$(start_server "$log2" STARFISH_CONFIG="$here/replica-primary.json" STARFISH_NO_ANONYMOUS=1)
+echo "official server as replica primary (anonymous off) on 127.0.0.1:$port2"
+(cd "$root" && cargo run --quiet --example replica_interop -- "http://127.0.0.1:$port2/v1")

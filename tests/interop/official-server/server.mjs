@@ -4,7 +4,8 @@
 //
 //   PORT=0 node server.mjs        # prints "LISTENING <port>" once ready
 //
-// Env: PORT (default 0 = any free port), STARFISH_CONFIG (config file path).
+// Env: PORT (default 0 = any free port), STARFISH_CONFIG (config file path),
+// STARFISH_NO_ANONYMOUS=1 (refuse unsigned requests to non-public collections).
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
@@ -29,6 +30,7 @@ const router = createSyncRouter({
   roleResolver: createCapCertRoleResolver({
     nonceCache: createInMemoryNonceCache(),
     revocationStore: createInMemoryRevocationStore(),
+    allowAnonymous: process.env.STARFISH_NO_ANONYMOUS !== "1",
   }),
 });
 
