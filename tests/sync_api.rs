@@ -309,6 +309,15 @@ fn pull_etag_and_if_none_match() {
         .send(&s);
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
+    // The status line carries the standard reason phrase.
+    let raw = Req::new("GET", "/v1/pull/pub/e")
+        .header("If-None-Match", &etag)
+        .to_bytes(&s.host());
+    let mut conn = std::net::TcpStream::connect(s.addr).unwrap();
+    std::io::Write::write_all(&mut conn, &raw).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(conn), &mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 304 Not Modified\r\n");
     for h in ["etag", "content-type", "cache-control", "content-length"] {
         assert_eq!(r.header(h), None, "304 carries no {h}: {:?}", r.headers);
     }

@@ -472,7 +472,7 @@ impl<H: Handler> Conn<H> {
         let status = res.status();
         let code = status as u16;
         let bodiless = code == 204 || code == 304 || (100..200).contains(&code);
-        let mut out = format!("HTTP/1.1 {code} {}\r\n", status.canonical_reason());
+        let mut out = format!("HTTP/1.1 {code} {}\r\n", reason_phrase(code));
         // Snapshot the headers *before* take_body, which would otherwise add
         // a Content-Type from the (empty) replacement body.
         let mut fields: Vec<(String, String)> = Vec::new();
@@ -565,12 +565,52 @@ fn is_field_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
+/// The reason phrase Node's `http` module sends for a status code. Ours,
+/// because `http-types` gets some wrong (it answers "Modified" for 304).
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
 /// A complete framework-level response that closes the connection.
 fn plain_response(status: StatusCode, content_type: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         status as u16,
-        status.canonical_reason(),
+        reason_phrase(status as u16),
         body.len()
     )
     .into_bytes()

@@ -58,6 +58,7 @@ mod signal;
 
 use std::time::Duration;
 
+pub use conn::reason_phrase;
 pub use framing::{parse_head, FramingError, ParsedHead};
 pub use http_types::{Request, Response, StatusCode};
 pub use server::{serve, serve_on};
