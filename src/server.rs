@@ -221,7 +221,7 @@ impl Server {
             for _ in 1..self.threads {
                 let rx = stop_rx.clone();
                 let ex = &ex;
-                scope.spawn(move || futures_lite::future::block_on(ex.run(rx.recv())));
+                scope.spawn(move || async_io::block_on(ex.run(rx.recv())));
             }
             let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
@@ -229,7 +229,7 @@ impl Server {
                     let _ = rx.recv().await;
                 }))
             });
-            let result = futures_lite::future::block_on(ex.run(serve_on(
+            let result = async_io::block_on(ex.run(serve_on(
                 &ex,
                 self.listener,
                 self.service,
@@ -239,7 +239,7 @@ impl Server {
             stop_tx.close();
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
-                futures_lite::future::block_on(ex.run(task));
+                async_io::block_on(ex.run(task));
             }
             result.map_err(ServeError::Io)
         })?;

@@ -91,10 +91,18 @@ fn push_js_number(out: &mut Vec<u8>, n: f64) {
 /// surrogates as `\udxxx`, everything else raw.
 pub fn write_quoted(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let mut run = 0;
     let mut i = 0;
     while i < s.len() {
+        // Skip the bytes that are copied as they are (the common case).
+        while i < s.len() && !NEEDS_CARE[s[i] as usize] {
+            i += 1;
+        }
+        if i == s.len() {
+            break;
+        }
         let b = s[i];
         let esc: Option<&[u8]> = match b {
             b'"' => Some(b"\\\""),
@@ -135,6 +143,21 @@ pub fn write_quoted(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(&s[run..]);
     out.push(b'"');
 }
+
+/// Bytes that may need escaping: controls, `"`, `\\`, and 0xED (the lead
+/// byte of a possibly lone surrogate).
+static NEEDS_CARE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0xED] = true;
+    t
+};
 
 /// Quote a `&str` as `JSON.stringify` does.
 pub fn quote(s: &str) -> String {

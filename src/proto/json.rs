@@ -526,11 +526,7 @@ impl Parser<'_> {
         loop {
             // Copy a run of plain bytes.
             let run_start = self.i;
-            while self.i < self.s.len() {
-                let b = self.s[self.i];
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
+            while self.i < self.s.len() && !STRING_SPECIAL[self.s[self.i] as usize] {
                 self.i += 1;
             }
             push_lossy(&mut out, &self.s[run_start..self.i]);
@@ -637,6 +633,19 @@ fn scan_number(s: &[u8], mut i: usize) -> Option<usize> {
     Some(i)
 }
 
+/// Bytes that end a run of plain string content: `"`, `\\` and controls.
+static STRING_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Iterative syntax check with no depth limit (used once the recursive
 /// parser has hit its bound). `Err` carries the offending offset.
 fn validate(s: &[u8]) -> Result<(), usize> {
@@ -651,6 +660,13 @@ fn validate(s: &[u8]) -> Result<(), usize> {
     let scan_string = |mut i: usize| -> Result<usize, usize> {
         i += 1;
         while i < s.len() {
+            // Plain bytes first, in bulk.
+            while i < s.len() && !STRING_SPECIAL[s[i] as usize] {
+                i += 1;
+            }
+            if i == s.len() {
+                break;
+            }
             match s[i] {
                 b'"' => return Ok(i + 1),
                 b'\\' => match s.get(i + 1) {
@@ -745,6 +761,12 @@ fn validate(s: &[u8]) -> Result<(), usize> {
             }
         }
     }
+}
+
+/// Whether `text` is one complete JSON value (any depth), without building
+/// it: an iterative syntax check that allocates only a container stack.
+pub fn is_valid(text: &[u8]) -> bool {
+    validate(text).is_ok()
 }
 
 /// Serialise as `JSON.stringify` would: no whitespace, JavaScript number

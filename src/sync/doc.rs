@@ -134,6 +134,45 @@ pub fn pull_answer(
     Value::Object(o)
 }
 
+/// The pull answer straight from the stored bytes, without parsing and
+/// re-printing the document, when the envelope is exactly the one this
+/// server (and the official one) writes: `{"v":1,"data":<object>,"ts":<int>,
+/// "hash":"<64 hex>"}`. The stored `data` text is already `JSON.stringify`
+/// output, so splicing it gives the same bytes as the slow path. Returns the
+/// body and the hash; `None` means "use [`decode`]" (author fields, foreign
+/// formats, anything unexpected).
+pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> {
+    const PREFIX: &[u8] = br#"{"v":1,"data":"#;
+    const HASH_KEY: &[u8] = br#","hash":""#;
+    const TS_KEY: &[u8] = br#","ts":"#;
+    let rest = raw.strip_prefix(PREFIX)?.strip_suffix(b"\"}")?;
+    let (before_hash, hash) = rest.split_at(rest.len().checked_sub(64)?);
+    if !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let before_hash = before_hash.strip_suffix(HASH_KEY)?;
+    let ts_at = before_hash
+        .windows(TS_KEY.len())
+        .rposition(|w| w == TS_KEY)?;
+    let digits = &before_hash[ts_at + TS_KEY.len()..];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let data = &before_hash[..ts_at];
+    if data.first() != Some(&b'{') || !json::is_valid(data) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len() + 120);
+    out.extend_from_slice(br#"{"data":"#);
+    out.extend_from_slice(data);
+    out.extend_from_slice(HASH_KEY);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(br#"","timestamp":"#);
+    out.extend_from_slice(now_ms.to_string().as_bytes());
+    out.push(b'}');
+    Some((out, String::from_utf8_lossy(hash).into_owned()))
+}
+
 /// A bundle member or batch entry: `{"data","hash"}` plus `timestamp` when
 /// given. A missing document has hash `""`; a stored object without a
 /// `hash` field has no `hash` key (documents.md §1).
@@ -174,6 +213,44 @@ mod tests {
             json::to_js_json(&pull_answer(Some(&d), 9, None)),
             br#"{"data":{"2":1,"b":1},"hash":"ab","timestamp":9}"#
         );
+    }
+
+    #[test]
+    fn splicing_gives_the_same_bytes_as_parsing() {
+        let data_texts = [
+            r#"{}"#,
+            r#"{"b":1,"2":[1.5,"x\u0001"],"a":{"ts":1,"hash":"x"}}"#,
+            r#"{"s":"\ud800 é"}"#,
+        ];
+        for t in data_texts {
+            let Value::Object(data) = json::parse(t.as_bytes()).unwrap() else {
+                unreachable!()
+            };
+            let hash = crate::proto::hash::document_hash(&Value::Object(data.clone()));
+            let raw = encode(&data, 17.0, &hash, None);
+            let Read::Doc(d) = decode(&raw) else { panic!() };
+            let slow = json::to_js_json(&pull_answer(Some(&d), 99, None));
+            let (fast, h) = splice_pull_answer(&raw, 99).expect("our own envelope splices");
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(slow).unwrap()
+            );
+            assert_eq!(h, hash);
+        }
+        let Value::Object(data) = json::parse(br#"{"a":1}"#).unwrap() else {
+            unreachable!()
+        };
+        let with_author = encode(&data, 1.0, &"a".repeat(64), Some(("pk", "sig")));
+        assert!(
+            splice_pull_answer(&with_author, 1).is_none(),
+            "author fields take the slow path"
+        );
+        let torn = br#"{"v":1,"data":{"a":[1,},"ts":5,"hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#;
+        assert!(
+            splice_pull_answer(torn, 1).is_none(),
+            "invalid data is never served raw"
+        );
+        assert!(splice_pull_answer(b"{}", 1).is_none());
     }
 
     #[test]
