@@ -26,10 +26,30 @@ pub fn stable_stringify(v: &Value) -> String {
 
 /// Append `stableStringify(v)` to `out`.
 pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
+    write_value(out, v, KeyOrder::Sorted);
+}
+
+/// How object keys are ordered on output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// By code point (`stableStringify`).
+    Sorted,
+    /// JavaScript property order (`JSON.stringify`).
+    JavaScript,
+}
+
+/// Append `v` as compact JSON with JavaScript scalars and the given key order.
+pub fn write_value(out: &mut Vec<u8>, v: &Value, order: KeyOrder) {
     match v {
         Value::Object(o) => {
-            let mut entries: Vec<_> = o.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            let entries = match order {
+                KeyOrder::JavaScript => o.iter_js_order(),
+                KeyOrder::Sorted => {
+                    let mut e: Vec<_> = o.iter().collect();
+                    e.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    e
+                }
+            };
             out.push(b'{');
             for (n, (k, v)) in entries.into_iter().enumerate() {
                 if n > 0 {
@@ -37,7 +57,7 @@ pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
                 }
                 write_quoted(out, k.as_bytes());
                 out.push(b':');
-                write_canonical(out, v);
+                write_value(out, v, order);
             }
             out.push(b'}');
         }
@@ -47,7 +67,7 @@ pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
                 if n > 0 {
                     out.push(b',');
                 }
-                write_canonical(out, v);
+                write_value(out, v, order);
             }
             out.push(b']');
         }

@@ -686,6 +686,19 @@ fn validate(s: &[u8]) -> Result<(), usize> {
         }
         Err(i)
     };
+    // An object member's `"key" :`, from the opening quote; the offset after
+    // the colon.
+    let member_key = |i: usize| -> Result<usize, usize> {
+        if s.get(i) != Some(&b'"') {
+            return Err(i);
+        }
+        let mut i = scan_string(i)?;
+        skip_ws(&mut i);
+        if s.get(i) != Some(&b':') {
+            return Err(i);
+        }
+        Ok(i + 1)
+    };
     // Parse one value, then the separators that follow it.
     'value: loop {
         skip_ws(&mut i);
@@ -697,15 +710,7 @@ fn validate(s: &[u8]) -> Result<(), usize> {
                     i += 1;
                 } else {
                     stack.push(true);
-                    if s.get(i) != Some(&b'"') {
-                        return Err(i);
-                    }
-                    i = scan_string(i)?;
-                    skip_ws(&mut i);
-                    if s.get(i) != Some(&b':') {
-                        return Err(i);
-                    }
-                    i += 1;
+                    i = member_key(i)?;
                     continue 'value;
                 }
             }
@@ -737,15 +742,7 @@ fn validate(s: &[u8]) -> Result<(), usize> {
                     i += 1;
                     if is_obj {
                         skip_ws(&mut i);
-                        if s.get(i) != Some(&b'"') {
-                            return Err(i);
-                        }
-                        i = scan_string(i)?;
-                        skip_ws(&mut i);
-                        if s.get(i) != Some(&b':') {
-                            return Err(i);
-                        }
-                        i += 1;
+                        i = member_key(i)?;
                     }
                     continue 'value;
                 }
@@ -779,29 +776,5 @@ pub fn to_js_json(v: &Value) -> Vec<u8> {
 
 /// Append `JSON.stringify(v)` to `out`.
 pub fn write_js_json(out: &mut Vec<u8>, v: &Value) {
-    match v {
-        Value::Object(o) => {
-            out.push(b'{');
-            for (n, (k, v)) in o.iter_js_order().into_iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                crate::proto::canonical::write_quoted(out, k.as_bytes());
-                out.push(b':');
-                write_js_json(out, v);
-            }
-            out.push(b'}');
-        }
-        Value::Array(a) => {
-            out.push(b'[');
-            for (n, v) in a.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_js_json(out, v);
-            }
-            out.push(b']');
-        }
-        scalar => crate::proto::canonical::write_scalar(out, scalar),
-    }
+    crate::proto::canonical::write_value(out, v, crate::proto::canonical::KeyOrder::JavaScript);
 }
