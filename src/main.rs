@@ -24,6 +24,8 @@ Options for serve:
                           1 MiB and the largest collection maxBodyBytes)
   --max-connections N     open connection cap (default 256)
   --threads N             executor threads (default: available cores)
+  --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
+  --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --log-level LEVEL       error|warn|info|debug|trace|off (default: $STARFISH_LOG,
                           $RUST_LOG, or info)
 
@@ -68,6 +70,8 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-body-bytes" => opts.max_body_bytes = Some(number(&mut args, &a)?),
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
+            "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
+            "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--log-level" => {
                 let v = value(&mut args, &a)?;
                 level = Some(
