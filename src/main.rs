@@ -26,6 +26,8 @@ Options for serve:
   --threads N             executor threads (default: available cores)
   --replica FILE          replicate collections from a primary (settings JSON,
                           see README: collections by name, optional auth)
+  --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
+  --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --log-level LEVEL       error|warn|info|debug|trace|off (default: $STARFISH_LOG,
                           $RUST_LOG, or info)
 
@@ -71,6 +73,8 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
+            "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--log-level" => {
                 let v = value(&mut args, &a)?;
                 level = Some(
