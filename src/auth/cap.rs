@@ -91,14 +91,16 @@ impl CapResolver {
 
     /// Well-formedness, window and signature, with the verified-cap cache in
     /// front of the time-independent parts.
-    fn verify_cert(
-        &self,
-        header: &str,
-        cert: CapCert,
-        now_ms: i64,
-    ) -> Result<Arc<CapCert>, AuthError> {
-        let now_s = now_ms.div_euclid(1000);
-        let key = sha256(header.as_bytes());
+    /// Steps 2-3: decode the header, unless the same header value verified
+    /// before (then the cached cert comes back without decoding).
+    fn decode_cert(&self, value: &str) -> Result<Decoded, CapHeaderError> {
+        if !value.starts_with("Cap ") {
+            return Err(CapHeaderError::NotCap);
+        }
+        if value.len() > self.config.max_cap_header_bytes {
+            return Err(CapHeaderError::TooLarge);
+        }
+        let key = sha256(value.as_bytes());
         if self.config.verified_cap_cache > 0 {
             let hit = self
                 .verified
@@ -106,10 +108,24 @@ impl CapResolver {
                 .ok()
                 .and_then(|v| v.map.get(&key).cloned());
             if let Some(cert) = hit {
+                return Ok(Decoded::Verified(cert));
+            }
+        }
+        let cert = capcert::parse_authorization(value, self.config.max_cap_header_bytes)?;
+        Ok(Decoded::Fresh(key, cert))
+    }
+
+    /// Step 7: well-formedness, window and signature for a fresh cert (then
+    /// remembered); only the window for one verified before.
+    fn verify_cert(&self, decoded: Decoded, now_ms: i64) -> Result<Arc<CapCert>, AuthError> {
+        let now_s = now_ms.div_euclid(1000);
+        let (key, cert) = match decoded {
+            Decoded::Verified(cert) => {
                 check_window(&cert, now_s, self.config.cap_skew_s)?;
                 return Ok(cert);
             }
-        }
+            Decoded::Fresh(key, cert) => (key, cert),
+        };
         capcert::verify_cap_cert(&cert, now_s, self.config.cap_skew_s)
             .map_err(|r| unauthorized(format!("cap-cert {r}")))?;
         let cert = Arc::new(cert);
@@ -132,6 +148,14 @@ impl CapResolver {
     pub fn nonce_count(&self) -> usize {
         self.nonces.len()
     }
+}
+
+/// A decoded `Authorization` header.
+enum Decoded {
+    /// Verified before (well-formed, good issuer signature).
+    Verified(Arc<CapCert>),
+    /// Not seen before: the digest of the header value and the cert.
+    Fresh([u8; 32], CapCert),
 }
 
 /// The time checks of `verifyCapCert` for an already verified cert.
@@ -162,8 +186,8 @@ impl Resolver for CapResolver {
         let Some(value) = header("authorization") else {
             return self.anonymous_or_401();
         };
-        let cert = match capcert::parse_authorization(value, self.config.max_cap_header_bytes) {
-            Ok(c) => c,
+        let decoded = match self.decode_cert(value) {
+            Ok(d) => d,
             Err(CapHeaderError::NotCap) => return self.anonymous_or_401(),
             Err(e) => return Err(unauthorized(e.to_string())),
         };
@@ -182,7 +206,7 @@ impl Resolver for CapResolver {
             return Err(unauthorized("request timestamp outside clock skew"));
         }
         // 7: the cap itself.
-        let cert = self.verify_cert(value, cert, req.now_ms)?;
+        let cert = self.verify_cert(decoded, req.now_ms)?;
         // 8: kind dispatch (only device caps have a validator here).
         let kind = cert.kind();
         if kind != Some(CapKind::Device) {
