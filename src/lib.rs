@@ -17,6 +17,7 @@
 //! | [`http`] | our own HTTP/1 server (strict framing, keep-alive, pipelining, deadlines, graceful shutdown), the router and the service |
 //! | [`server`] | assembling config, store, auth and HTTP into a running server |
 //! | [`logger`] | a tiny stderr logger for the `log` facade |
+//! | [`fuzzing`] | entry points for fuzz targets and corpus replay tests (property checks that panic) |
 //!
 //! The replica, timer wheel and client
 //! land in their own modules as they are built (see `DESIGN.md`).
@@ -35,6 +36,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod fuzzing;
 pub mod http;
 pub mod logger;
 pub mod proto;
