@@ -427,6 +427,9 @@ pub enum MintError {
     KeyMismatch,
     /// The resulting cert is not well-formed (bad hex, bad scope, ...).
     NotWellFormed(CapReason),
+    /// `ttl_sec` is not positive, or `nbf` or `nbf + ttl_sec` is not a
+    /// JavaScript safe integer: such a cap could never verify.
+    InvalidWindow,
 }
 
 impl fmt::Display for MintError {
@@ -436,6 +439,9 @@ impl fmt::Display for MintError {
                 f.write_str("issuer private key does not match issuer public key")
             }
             MintError::NotWellFormed(r) => write!(f, "minted cap-cert is not well-formed: {r}"),
+            MintError::InvalidWindow => {
+                f.write_str("cap-cert validity window must be nbf < nbf + ttl, both safe integers")
+            }
         }
     }
 }
@@ -452,6 +458,12 @@ pub fn mint_device_cap(
     scope: Object,
     opts: MintOptions,
 ) -> Result<CapCert, MintError> {
+    const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+    let safe = |n: i64| (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&n);
+    let exp = opts.nbf.checked_add(opts.ttl_sec);
+    if opts.ttl_sec <= 0 || !safe(opts.nbf) || !exp.is_some_and(safe) {
+        return Err(MintError::InvalidWindow);
+    }
     let key = SigningKey::from_bytes(iss_seed);
     if hex_decode_array::<32>(iss_pub_hex) != Some(key.verifying_key().to_bytes()) {
         return Err(MintError::KeyMismatch);
@@ -467,7 +479,7 @@ pub fn mint_device_cap(
     o.insert("subKem", sub_kem_pub_hex.into());
     o.insert("scope", Value::Object(scope));
     o.insert("nbf", Value::Number(opts.nbf as f64));
-    o.insert("exp", Value::Number((opts.nbf + opts.ttl_sec) as f64));
+    o.insert("exp", Value::Number(exp.unwrap_or_default() as f64));
     o.insert("nonce", b64_encode(&opts.nonce).into());
     let unsigned = CapCert::from_value(Value::Object(o));
     assert_well_formed(&unsigned).map_err(MintError::NotWellFormed)?;
@@ -494,6 +506,43 @@ pub fn is_hex(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `cap_cert` fuzz target: `nbf + ttl_sec` overflowed (a
+    /// panic in debug builds, a wrapped `exp` in release), and windows a
+    /// cap could never verify in were minted without complaint.
+    #[test]
+    fn mint_refuses_windows_that_cannot_verify() {
+        let seed = [7u8; 32];
+        let pub_hex = super::super::request_sig::public_key_hex(&seed);
+        let mint = |nbf: i64, ttl_sec: i64| {
+            mint_device_cap(
+                &seed,
+                &pub_hex,
+                &pub_hex,
+                &"22".repeat(32),
+                root_all_scope(),
+                MintOptions {
+                    nbf,
+                    ttl_sec,
+                    nonce: [0; 16],
+                },
+            )
+        };
+        for (nbf, ttl) in [
+            (i64::MAX, 1),
+            (1, i64::MAX),
+            (0, 0),
+            (100, -1),
+            (1 << 53, 1),
+            (-(1 << 53), 1),
+        ] {
+            assert_eq!(mint(nbf, ttl), Err(MintError::InvalidWindow), "{nbf} {ttl}");
+        }
+        let max = (1i64 << 53) - 1;
+        let c = mint(max - 1, 1).unwrap();
+        assert_eq!(verify_cap_cert(&c, max - 1, 0), Ok(()));
+        assert!(verify_cap_cert(&mint(-max, 1).unwrap(), -max, 0).is_ok());
+    }
 
     #[test]
     fn header_decoding_edge_cases() {
