@@ -28,6 +28,14 @@ Options for serve:
                           see README: collections by name, optional auth)
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
+  --nonce-per-signer N    live nonces per signing key (default 4096)
+  --nonce-window-ms N     how long a nonce is remembered (default 600000)
+  --max-head-bytes N      request head limit, 431 above it (default 16384)
+  --head-timeout-ms N     time to receive a request head (default 10000)
+  --body-timeout-ms N     time to receive a request body (default 30000)
+  --write-timeout-ms N    time to write a response (default 30000)
+  --idle-timeout-ms N     keep-alive idle time before closing (default 5000)
+  --shutdown-grace-ms N   time in-flight requests get on shutdown (default 10000)
   --log-level LEVEL       error|warn|info|debug|trace|off (default: $STARFISH_LOG,
                           $RUST_LOG, or info)
 
@@ -49,6 +57,10 @@ fn number<T: std::str::FromStr>(
     let v = value(args, flag)?;
     v.parse()
         .map_err(|_| Usage(format!("{flag}: not a number: {v:?}")))
+}
+
+fn millis(args: &mut std::vec::IntoIter<String>, flag: &str) -> Result<std::time::Duration, Usage> {
+    number::<u64>(args, flag).map(std::time::Duration::from_millis)
 }
 
 fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilter>), Usage> {
@@ -75,6 +87,14 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
+            "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,
+            "--nonce-window-ms" => opts.auth.nonce.window_ms = number(&mut args, &a)?,
+            "--max-head-bytes" => opts.http.max_head_bytes = number(&mut args, &a)?,
+            "--head-timeout-ms" => opts.http.head_timeout = millis(&mut args, &a)?,
+            "--body-timeout-ms" => opts.http.body_timeout = millis(&mut args, &a)?,
+            "--write-timeout-ms" => opts.http.write_timeout = millis(&mut args, &a)?,
+            "--idle-timeout-ms" => opts.http.keep_alive_timeout = millis(&mut args, &a)?,
+            "--shutdown-grace-ms" => opts.http.shutdown_grace = millis(&mut args, &a)?,
             "--log-level" => {
                 let v = value(&mut args, &a)?;
                 level = Some(

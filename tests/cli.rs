@@ -151,3 +151,60 @@ fn sigterm_and_sigint_stop_the_server_gracefully() {
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     }
 }
+
+#[test]
+fn http_limits_are_set_from_the_command_line() {
+    let mut child = bin()
+        .args([
+            "serve",
+            "--memory",
+            "--listen",
+            "127.0.0.1:0",
+            "--idle-timeout-ms",
+            "150",
+            "--max-head-bytes",
+            "1024",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let port = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    // A head over 1024 bytes: 431.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let big = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    s.write_all(big.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    // An idle keep-alive connection is closed after ~150 ms.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    assert!(buf.starts_with(b"HTTP/1.1 200"));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+    signal(child.id(), "-TERM");
+    assert!(child.wait().unwrap().success());
+}
