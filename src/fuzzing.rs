@@ -986,7 +986,25 @@ fn reference_number(n: f64) -> String {
     // `{:e}` prints the shortest digits that round-trip: d.ddde±x.
     let e = format!("{:e}", n.abs());
     let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // Rust breaks a tie between two shortest candidates upwards; ECMA-262
+    // takes the even one. A tie: the exact value is `L` followed by a single
+    // `5` (`L` the first k exact digits), and both `L` and `L + 1` round-trip.
+    let exact = format!("{:.799e}", n.abs());
+    if let Some((x_mant, x_exp)) = exact.split_once('e') {
+        let x: String = x_mant.chars().filter(|c| *c != '.').collect();
+        let k = digits.len();
+        let tie = x_exp == exp
+            && x.as_bytes().get(k) == Some(&b'5')
+            && x.bytes().skip(k + 1).all(|b| b == b'0');
+        let round_trips =
+            |d: &str| format!("{}.{}e{exp}", &d[..1], &d[1..]).parse::<f64>() == Ok(n.abs());
+        let low = &x[..k];
+        let low_is_even = low.bytes().last().is_some_and(|b| (b - b'0') % 2 == 0);
+        if tie && low_is_even && digits != low && round_trips(low) {
+            digits = low.to_owned();
+        }
+    }
     let k = digits.len() as i64;
     let point = exp.parse::<i64>().unwrap_or(0) + 1; // ECMA's n
     let body = if k <= point && point <= 21 {
