@@ -154,29 +154,8 @@ fn sigterm_and_sigint_stop_the_server_gracefully() {
 
 #[test]
 fn http_limits_are_set_from_the_command_line() {
-    let mut child = bin()
-        .args([
-            "serve",
-            "--memory",
-            "--listen",
-            "127.0.0.1:0",
-            "--idle-timeout-ms",
-            "150",
-            "--max-head-bytes",
-            "1024",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let port = loop {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "server exited early");
-        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-            break rest.split('/').next().unwrap().parse::<u16>().unwrap();
-        }
-    };
+    let (mut child, port, _err) =
+        start_with(&["--idle-timeout-ms", "150", "--max-head-bytes", "1024"]);
     // A head over 1024 bytes: 431.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let big = format!(

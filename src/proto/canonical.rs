@@ -164,17 +164,11 @@ pub fn write_quoted(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// Bytes that may need escaping: controls, `"`, `\\`, and 0xED (the lead
-/// byte of a possibly lone surrogate).
+/// Bytes that may need escaping: the ones that end a plain run inside a JSON
+/// string (controls, `"`, `\\`) and 0xED, the lead byte of a possibly lone
+/// surrogate.
 static NEEDS_CARE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
+    let mut t = super::json::STRING_SPECIAL;
     t[0xED] = true;
     t
 };

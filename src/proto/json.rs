@@ -634,7 +634,7 @@ fn scan_number(s: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// Bytes that end a run of plain string content: `"`, `\\` and controls.
-static STRING_SPECIAL: [bool; 256] = {
+pub(crate) const STRING_SPECIAL: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 0x20 {
