@@ -83,20 +83,20 @@ fn check_config_reports_the_official_messages() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-fn start() -> (
+type Started = (
     std::process::Child,
     u16,
     BufReader<std::process::ChildStderr>,
-) {
+);
+
+fn start() -> Started {
+    start_with(&["--log-level", "info"])
+}
+
+fn start_with(extra: &[&str]) -> Started {
     let mut child = bin()
-        .args([
-            "serve",
-            "--memory",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "info",
-        ])
+        .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
