@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod config;
 pub mod fuzzing;

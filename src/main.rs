@@ -152,7 +152,11 @@ fn check_config(args: Vec<String>) -> ExitCode {
 }
 
 fn usage() -> String {
-    USAGE_TEMPLATE.replace("{CLIENT}", starfish::client::cli::USAGE)
+    #[cfg(feature = "client")]
+    let client = starfish::client::cli::USAGE;
+    #[cfg(not(feature = "client"))]
+    let client = "";
+    USAGE_TEMPLATE.replace("{CLIENT}", client)
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         }
         Some("serve") => serve(args),
         Some("check-config") => check_config(args),
+        #[cfg(feature = "client")]
         Some(cmd @ ("identity" | "push" | "pull")) => starfish::client::cli::run(cmd, args),
         Some(other) => usage_error(&format!("unknown command {other:?}")),
     }

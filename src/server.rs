@@ -250,8 +250,9 @@ impl Server {
 
 /// Load the replica settings, set up the signing primary client and build
 /// the manager over the service's store and write locks.
+#[cfg(feature = "client")]
 fn replica_manager(
-    path: &PathBuf,
+    path: &std::path::Path,
     config: &SyncConfig,
     store: Arc<dyn Store>,
     service: &Service,
@@ -292,6 +293,20 @@ fn replica_manager(
         blocking,
         Arc::new(primary),
     )))
+}
+
+/// Without the `client` feature there is no way to reach a primary.
+#[cfg(not(feature = "client"))]
+fn replica_manager(
+    _path: &std::path::Path,
+    _config: &SyncConfig,
+    _store: Arc<dyn Store>,
+    _service: &Service,
+    _blocking: bool,
+) -> Result<Arc<ReplicaManager>, ServeError> {
+    Err(ServeError::Replica(
+        "this build has no HTTP client (the `client` feature): --replica is unavailable".into(),
+    ))
 }
 
 fn largest_body_limit(config: &SyncConfig) -> usize {

@@ -106,6 +106,22 @@ fn health_answers_ok_and_server_time() {
 }
 
 #[test]
+fn percent_encoded_host_headers_are_served_not_crashed() {
+    // Found by the http_head fuzz target: the URL parser's IDNA step once
+    // asserted on upper-case letters decoded from a Host like this one.
+    let s = server();
+    for host in ["a%43b", "12CCC%43CC:8787", "%41"] {
+        let raw = format!("GET /v1/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let r = common::send_raw(s.addr, raw.as_bytes());
+        assert!(
+            r.status == 200 || r.status == 400,
+            "Host {host}: {}",
+            r.status
+        );
+    }
+}
+
+#[test]
 fn unknown_paths_wrong_methods_and_trailing_slashes_are_plain_404() {
     let s = server();
     for (m, p) in [

@@ -10,6 +10,7 @@
 //! | [`http`] | the primary over HTTP: the signing client, cap renewal |
 
 pub mod config;
+#[cfg(feature = "client")]
 pub mod http;
 pub mod manager;
 pub mod plugin;
