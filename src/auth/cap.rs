@@ -94,12 +94,7 @@ impl CapResolver {
     /// Steps 2-3: decode the header, unless the same header value verified
     /// before (then the cached cert comes back without decoding).
     fn decode_cert(&self, value: &str) -> Result<Decoded, CapHeaderError> {
-        if !value.starts_with("Cap ") {
-            return Err(CapHeaderError::NotCap);
-        }
-        if value.len() > self.config.max_cap_header_bytes {
-            return Err(CapHeaderError::TooLarge);
-        }
+        let payload = capcert::authorization_payload(value, self.config.max_cap_header_bytes)?;
         let key = sha256(value.as_bytes());
         if self.config.verified_cap_cache > 0 {
             let hit = self
@@ -111,8 +106,7 @@ impl CapResolver {
                 return Ok(Decoded::Verified(cert));
             }
         }
-        let cert = capcert::parse_authorization(value, self.config.max_cap_header_bytes)?;
-        Ok(Decoded::Fresh(key, cert))
+        Ok(Decoded::Fresh(key, capcert::decode_cap_payload(payload)?))
     }
 
     /// Step 7: well-formedness, window and signature for a fresh cert (then

@@ -162,12 +162,7 @@ impl Service {
         &self,
         f: impl FnOnce(&dyn Store) -> T + Send + 'static,
     ) -> T {
-        let store = self.store.clone();
-        if self.options.blocking_store {
-            blocking::unblock(move || f(&*store)).await
-        } else {
-            f(&*store)
-        }
+        crate::sync::store_call(&self.store, self.options.blocking_store, f).await
     }
 
     async fn serve(&self, mut req: Request) -> Response {
@@ -319,13 +314,7 @@ impl Service {
                         return Ok((Some(spliced), doc::Read::Missing, None));
                     }
                 }
-                let doc = match raw {
-                    None => doc::Read::Missing,
-                    Some(r) => doc::decode(&r),
-                };
-                if matches!(doc, doc::Read::Corrupt) {
-                    log::warn!("stored document at {key:?} is not valid JSON; served as missing");
-                }
+                let doc = doc::decode_stored(&key, raw.as_deref());
                 let keyring = if want_keyring {
                     Some(doc::read(s, &keyring_key).ok())
                 } else {

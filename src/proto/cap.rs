@@ -372,12 +372,23 @@ pub const DEFAULT_MAX_CAP_HEADER_BYTES: usize = 8192;
 /// base64, lossy UTF-8 without BOM, JSON. A falsy JSON result (`null`,
 /// `false`, `0`, `""`) counts as malformed.
 pub fn parse_authorization(value: &str, max_bytes: usize) -> Result<CapCert, CapHeaderError> {
+    decode_cap_payload(authorization_payload(value, max_bytes)?)
+}
+
+/// The first two steps of [`parse_authorization`]: the `Cap ` prefix and the
+/// size bound on the whole value; the payload after the prefix.
+pub fn authorization_payload(value: &str, max_bytes: usize) -> Result<&str, CapHeaderError> {
     let Some(rest) = value.strip_prefix("Cap ") else {
         return Err(CapHeaderError::NotCap);
     };
     if value.len() > max_bytes {
         return Err(CapHeaderError::TooLarge);
     }
+    Ok(rest)
+}
+
+/// The rest of [`parse_authorization`]: decode the payload after `Cap `.
+pub fn decode_cap_payload(rest: &str) -> Result<CapCert, CapHeaderError> {
     let payload = super::encoding::js_trim(rest);
     if payload.is_empty() {
         return Err(CapHeaderError::Malformed);

@@ -188,12 +188,7 @@ impl ReplicaManager {
         &self,
         f: impl FnOnce(&dyn Store) -> T + Send + 'static,
     ) -> T {
-        let store = self.store.clone();
-        if self.blocking_store {
-            blocking::unblock(move || f(&*store)).await
-        } else {
-            f(&*store)
-        }
+        crate::sync::store_call(&self.store, self.blocking_store, f).await
     }
 
     fn request_headers(remote: &RemoteConfig, base: &[(&str, &str)]) -> Vec<(String, String)> {

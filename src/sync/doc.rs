@@ -56,14 +56,17 @@ pub fn decode(raw: &[u8]) -> Read {
 
 /// Read and decode the document at `key`. A corrupt value is logged.
 pub fn read(store: &dyn Store, key: &str) -> Result<Read, StoreError> {
-    let read = match store.get(key)? {
-        None => Read::Missing,
-        Some(raw) => decode(&raw),
-    };
+    Ok(decode_stored(key, store.get(key)?.as_deref()))
+}
+
+/// Decode what the store returned for `key` (`None`: nothing stored),
+/// logging a corrupt value.
+pub fn decode_stored(key: &str, raw: Option<&[u8]>) -> Read {
+    let read = raw.map_or(Read::Missing, decode);
     if matches!(read, Read::Corrupt) {
         log::warn!("stored document at {key:?} is not valid JSON; served as missing");
     }
-    Ok(read)
+    read
 }
 
 /// Encode the stored envelope.

@@ -17,8 +17,24 @@ pub mod keys;
 pub mod locks;
 pub mod push;
 
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use std::fmt;
+use std::sync::Arc;
+
+/// Run a store operation: on the `blocking` thread pool when the store
+/// blocks (the filesystem store fsyncs), inline otherwise (the memory store).
+pub async fn store_call<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    blocking: bool,
+    f: impl FnOnce(&dyn Store) -> T + Send + 'static,
+) -> T {
+    if blocking {
+        let store = store.clone();
+        blocking::unblock(move || f(&*store)).await
+    } else {
+        f(&**store)
+    }
+}
 
 /// A failed sync operation. [`SyncError::status`] and
 /// [`SyncError::message`] are what the official server answers.
