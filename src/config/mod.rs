@@ -296,6 +296,62 @@ pub fn bundle_groups(collections: &[CollectionConfig]) -> Vec<(&str, Vec<&Collec
     out
 }
 
+/// Values compiled per collection (field permissions, schemas, ...), looked
+/// up by scope (`None` = root) and collection name. Built once from a
+/// config; an empty map costs one branch per lookup.
+#[derive(Clone, Debug)]
+pub struct PerCollection<T> {
+    /// Namespace (`""` for the root, which no namespace can be named) →
+    /// collection name → value.
+    map: std::collections::HashMap<String, std::collections::HashMap<String, T>>,
+}
+
+impl<T> Default for PerCollection<T> {
+    fn default() -> Self {
+        PerCollection {
+            map: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<T> PerCollection<T> {
+    /// Keep `f(namespace, collection)` for every collection where it is `Some`.
+    pub fn build(
+        config: &SyncConfig,
+        mut f: impl FnMut(Option<&str>, &CollectionConfig) -> Option<T>,
+    ) -> Self {
+        let mut map: std::collections::HashMap<String, std::collections::HashMap<String, T>> =
+            std::collections::HashMap::new();
+        for (ns, col) in config.all_collections() {
+            if let Some(v) = f(ns, col) {
+                map.entry(ns.unwrap_or("").to_owned())
+                    .or_default()
+                    .insert(col.name.clone(), v);
+            }
+        }
+        PerCollection { map }
+    }
+
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<&T> {
+        if self.map.is_empty() {
+            return None;
+        }
+        self.map.get(namespace.unwrap_or(""))?.get(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every value with its scope and collection name.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, &str, &T)> {
+        self.map.iter().flat_map(|(ns, cols)| {
+            cols.iter()
+                .map(move |(name, v)| ((!ns.is_empty()).then_some(ns.as_str()), name.as_str(), v))
+        })
+    }
+}
+
 /// A parsed, validated configuration and its non-fatal warnings (to be
 /// logged as `[Starfish] config warning: <w>`).
 #[derive(Clone, Debug, PartialEq)]

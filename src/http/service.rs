@@ -7,14 +7,17 @@
 use super::response::{self, json_ok, json_status, not_found};
 use super::router::{query_param, Action, Router, Target};
 use super::{take_body_bytes, BoxFuture, Handler, Request, Response};
+use crate::auth::restrictions::{Action as Op, Restrictions};
 use crate::auth::roles::{effective_roles, Access};
 use crate::auth::{normalize_host, Auth, AuthError, AuthRequest, HeaderLookup, Resolver};
-use crate::config::{CollectionConfig, SyncConfig};
+use crate::config::{CollectionConfig, PerCollection, SyncConfig};
 use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
 use crate::proto::scope;
 use crate::store::Store;
-use crate::sync::batch::{self, BatchOptions};
+use crate::sync::batch::{self, BatchOptions, BatchRules};
+use crate::sync::fields::FieldPermissions;
+use crate::sync::schema::CollectionSchema;
 use crate::sync::{doc, keys, locks::KeyLocks, push, SyncError};
 use http_types::StatusCode;
 use std::sync::Arc;
@@ -75,6 +78,21 @@ pub struct Service {
     options: ServiceOptions,
     clock: fn() -> i64,
     plugins: Vec<Arc<dyn Plugin>>,
+    /// `restrictions` at every level (always enforced).
+    restrictions: Arc<Restrictions>,
+    /// `fieldPermissions` per collection.
+    fields: Arc<PerCollection<FieldPermissions>>,
+    /// `objectSchema` per collection, compiled once.
+    schemas: PerCollection<CollectionSchema>,
+}
+
+/// Who is calling, as one collection's handler sees it.
+struct Caller {
+    /// `None` on the public fast path.
+    auth: Option<Auth>,
+    /// Effective roles for the collection; empty on the public fast path
+    /// (the official router never resolves the caller there).
+    roles: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -119,6 +137,32 @@ impl Service {
         resolver: Arc<dyn Resolver>,
         options: ServiceOptions,
     ) -> Self {
+        let restrictions = Restrictions::from_config(&config);
+        let fields = PerCollection::build(&config, |_, c| {
+            FieldPermissions::from_config(c.extended.field_permissions.as_ref())
+        });
+        for (ns, name, f) in fields.iter() {
+            for field in f.malformed_fields() {
+                log::warn!(
+                    "[Starfish] {}collection \"{name}\": fieldPermissions.{field} is malformed (the official server fails with 500); nobody may read or write it",
+                    ns.map(|n| format!("namespace \"{n}\" ")).unwrap_or_default()
+                );
+            }
+        }
+        let schemas = PerCollection::build(&config, |_, c| {
+            c.extended
+                .object_schema
+                .as_ref()
+                .map(CollectionSchema::compile)
+        });
+        for (ns, name, s) in schemas.iter() {
+            if let CollectionSchema::Unusable(reason) = s {
+                log::warn!(
+                    "[Starfish] {}collection \"{name}\": objectSchema cannot be compiled ({reason}); pushes with object data are answered 500 as the official server does",
+                    ns.map(|n| format!("namespace \"{n}\" ")).unwrap_or_default()
+                );
+            }
+        }
         Service {
             router: Router::new(config, &options.base_path),
             store,
@@ -127,6 +171,9 @@ impl Service {
             options,
             clock: now_ms,
             plugins: Vec::new(),
+            restrictions: Arc::new(restrictions),
+            fields: Arc::new(fields),
+            schemas,
         }
     }
 
@@ -236,14 +283,11 @@ impl Service {
         }
     }
 
-    /// `checkAuth` for one collection: the public fast path, else the
-    /// resolver and the role decision. `None` = public fast path.
-    fn check_auth(
-        &self,
-        ctx: &Ctx<'_>,
-        t: &Target<'_>,
-        write: bool,
-    ) -> Result<Option<Auth>, Failure> {
+    /// `checkAuth` for one collection: the public fast path (skipped when
+    /// restrictions exist, as with the official restrictions plugin), else
+    /// the resolver, the role decision and the restrictions.
+    fn check_auth(&self, ctx: &Ctx<'_>, t: &Target<'_>, op: Op) -> Result<Caller, Failure> {
+        let write = op == Op::Push;
         let col = t.collection;
         let access = Access {
             required: if write {
@@ -253,8 +297,11 @@ impl Service {
             },
             root_only: col.root_only,
         };
-        if access.is_public() {
-            return Ok(None);
+        if access.is_public() && !self.restrictions.is_active() {
+            return Ok(Caller {
+                auth: None,
+                roles: Vec::new(),
+            });
         }
         let headers = Headers(ctx.req);
         let auth = self
@@ -265,6 +312,9 @@ impl Service {
         if !access.allows(&roles) {
             return Err(Failure::Forbidden);
         }
+        self.restrictions
+            .check(Some(&auth.identity), op, t.namespace, &col.name)
+            .map_err(|_| Failure::Restricted)?;
         // Deliberate fix: a cap without the write op cannot push, whatever
         // the role list says (the official server lets `self` through).
         if write
@@ -275,13 +325,21 @@ impl Service {
         {
             return Err(Failure::Forbidden);
         }
-        Ok(Some(auth))
+        Ok(Caller {
+            auth: Some(auth),
+            roles,
+        })
     }
 
     async fn pull(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
         check_params(t)?;
-        let auth = self.check_auth(ctx, t, false)?;
+        let caller = self.check_auth(ctx, t, Op::Pull)?;
+        let auth = caller.auth.as_ref();
         let col = t.collection;
+        let fields = self
+            .fields
+            .get(t.namespace, &col.name)
+            .filter(|f| f.restricts_reads());
         for p in &self.plugins {
             if let Some(res) = decision_response(p.before_pull(&col.name).await) {
                 return Ok(res);
@@ -298,16 +356,17 @@ impl Service {
             .query("withKeyring")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
         let keyring_key = format!("{key}/_keyring");
-        let keyring_allowed = match auth.as_ref().and_then(|a| a.scope_paths.as_deref()) {
+        let keyring_allowed = match auth.and_then(|a| a.scope_paths.as_deref()) {
             Some(paths) => scope::match_scope_path(&keyring_key, Some(paths)),
             None => true,
         };
         let want_keyring = with_keyring && keyring_allowed;
         let now = ctx.now;
+        let splice = !want_keyring && fields.is_none();
         let (fast, doc, keyring) = self
             .store_op(move |s| {
                 let raw = s.get(&key)?;
-                if !want_keyring {
+                if splice {
                     if let Some(spliced) =
                         raw.as_deref().and_then(|r| doc::splice_pull_answer(r, now))
                     {
@@ -352,7 +411,13 @@ impl Service {
                 return Ok(response::not_modified());
             }
         }
-        let body = doc::pull_answer(doc.as_ref(), ctx.now, keyring.as_ref().map(|k| k.as_ref()));
+        let mut body =
+            doc::pull_answer(doc.as_ref(), ctx.now, keyring.as_ref().map(|k| k.as_ref()));
+        if let (Some(f), Some(data)) =
+            (fields, body.as_object_mut().and_then(|o| o.get_mut("data")))
+        {
+            f.filter_read(data, &caller.roles, None);
+        }
         let mut res = json_ok(&body);
         if let Some(etag) = etag {
             res.insert_header("ETag", etag);
@@ -396,7 +461,7 @@ impl Service {
         member: Option<String>,
     ) -> Result<Response, Failure> {
         check_params(t)?;
-        let auth = self.check_auth(ctx, t, true)?;
+        let caller = self.check_auth(ctx, t, Op::Push)?;
         let col = t.collection;
         if member.is_none() {
             for p in &self.plugins {
@@ -416,7 +481,16 @@ impl Service {
             return self.binary_push(ctx, col, key).await;
         }
         let body = push::parse_json_body(ctx.header("content-type"), &ctx.body)?;
-        let presenter = auth.as_ref().and_then(|a| a.presenter.as_deref());
+        if let Some(data) = body.get("data").and_then(Value::as_object) {
+            if let Some(f) = self.fields.get(t.namespace, &col.name) {
+                f.check_write(data, &caller.roles)
+                    .map_err(|e| SyncError::FieldNotWritable(e.0))?;
+            }
+            if let Some(schema) = self.schemas.get(t.namespace, &col.name) {
+                schema.check(data)?;
+            }
+        }
+        let presenter = caller.auth.as_ref().and_then(|a| a.presenter.as_deref());
         let push = push::validate(body, &key, presenter)?;
         let _guard = self.locks.lock(&key).await;
         let now = ctx.now;
@@ -476,15 +550,17 @@ impl Service {
         let needs_auth = members
             .iter()
             .any(|m| m.root_only || !m.read_roles.iter().any(|r| r == "public"));
-        let roles = if needs_auth {
+        let (identity, roles) = if needs_auth || self.restrictions.is_active() {
             let headers = Headers(ctx.req);
             let auth = self
                 .resolver
                 .resolve(&self.auth_request(ctx, &headers, t.identity_param()))
                 .map_err(Failure::Auth)?;
-            effective_roles(&auth, t.collection.has_identity_param(), t.identity_param())
+            let roles =
+                effective_roles(&auth, t.collection.has_identity_param(), t.identity_param());
+            (auth.identity, roles)
         } else {
-            Vec::new()
+            (String::new(), Vec::new())
         };
         let base = t.collection.resolve_key(&t.params);
         if keys::is_unsafe_key(&base) {
@@ -498,6 +574,10 @@ impl Service {
                     root_only: m.root_only,
                 }
                 .allows(&roles)
+                    && self
+                        .restrictions
+                        .check(Some(&identity), Op::Pull, t.namespace, &m.name)
+                        .is_ok()
             })
             .map(|m| (m.name.clone(), format!("{base}/{}", m.name)))
             .collect();
@@ -512,10 +592,13 @@ impl Service {
         let mut cols = Object::with_capacity(docs.len());
         let any = !docs.is_empty();
         for (name, d) in docs {
-            let d = match d {
+            let mut d = match d {
                 doc::Read::Doc(d) => Some(d),
                 _ => None,
             };
+            if let (Some(f), Some(d)) = (self.fields.get(t.namespace, &name), d.as_mut()) {
+                f.filter_read(&mut d.data, &roles, None);
+            }
             cols.insert(name, doc::entry_answer(d.as_ref(), None));
         }
         let mut o = Object::with_capacity(2);
@@ -556,8 +639,13 @@ impl Service {
             .unwrap_or_default();
         let options = self.options.batch.clone();
         let now = ctx.now;
+        let rules = BatchRules {
+            namespace: namespace.map(str::to_owned),
+            restrictions: self.restrictions.clone(),
+            fields: self.fields.clone(),
+        };
         let body = self
-            .store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, now))
+            .store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, &rules, now))
             .await;
         json_ok(&body)
     }
@@ -568,6 +656,8 @@ impl Service {
 pub enum Failure {
     Auth(AuthError),
     Forbidden,
+    /// An identity restriction refused the caller.
+    Restricted,
     Sync(SyncError),
 }
 

@@ -38,6 +38,11 @@ impl JsString {
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }
+    /// Build from bytes taken from (parts of) other `JsString`s, split
+    /// only at ASCII bytes, so they are still WTF-8.
+    pub(crate) fn from_wtf8_bytes(bytes: &[u8]) -> Self {
+        JsString(bytes.into())
+    }
     /// Build from WTF-8 bytes produced by this module.
     fn from_wtf8(bytes: Vec<u8>) -> Self {
         JsString(bytes.into_boxed_slice())
@@ -140,6 +145,11 @@ impl Object {
             .entries
             .iter()
             .position(|(k, _)| k.as_bytes() == key.as_bytes())?;
+        Some(self.entries.remove(pos).1)
+    }
+    /// Remove a key given as WTF-8 bytes, returning its value.
+    pub fn remove_bytes(&mut self, key: &[u8]) -> Option<Value> {
+        let pos = self.entries.iter().position(|(k, _)| k.as_bytes() == key)?;
         Some(self.entries.remove(pos).1)
     }
     /// Entries in insertion order.

@@ -1,9 +1,11 @@
 //! Batch pull (wire.md §7): many documents of one scope in one request,
 //! with per-entry errors.
 
+use super::fields::FieldPermissions;
 use super::{doc, keys};
+use crate::auth::restrictions::{Action, Restrictions, RESTRICTED_MESSAGE};
 use crate::auth::{roles::Access, Auth, ROLE_SELF};
-use crate::config::CollectionConfig;
+use crate::config::{CollectionConfig, PerCollection};
 use crate::proto::{
     canonical::js_number,
     encoding::js_trim,
@@ -11,6 +13,7 @@ use crate::proto::{
     scope,
 };
 use crate::store::Store;
+use std::sync::Arc;
 
 /// Default cap on distinct names and on total reads.
 pub const DEFAULT_MAX_COLLECTIONS_PER_BATCH: usize = 100;
@@ -131,6 +134,17 @@ impl Default for BatchOptions {
     }
 }
 
+/// The EXTENDED rules a batch applies per entry.
+#[derive(Clone, Debug, Default)]
+pub struct BatchRules {
+    /// The scope of the batch route (`None` = root).
+    pub namespace: Option<String>,
+    /// Identity restrictions: a restricted entry is `{"error":"identity restricted"}`.
+    pub restrictions: Arc<Restrictions>,
+    /// Field permissions: unreadable fields are stripped from each entry.
+    pub fields: Arc<PerCollection<FieldPermissions>>,
+}
+
 fn error_entry(msg: &str) -> Value {
     let mut o = Object::with_capacity(1);
     o.insert("error", msg.into());
@@ -145,6 +159,7 @@ pub fn run(
     query: &BatchQuery,
     auth: Option<&Auth>,
     options: &BatchOptions,
+    rules: &BatchRules,
     now_ms: i64,
 ) -> Value {
     let mut out = Object::with_capacity(query.names.len());
@@ -153,7 +168,7 @@ pub fn run(
         let col = collections.iter().find(|c| &c.name == name);
         let entries = sets.iter().map(|p| match col {
             None => error_entry("Collection not found"),
-            Some(c) => entry(store, c, p, auth, options, now_ms),
+            Some(c) => entry(store, c, p, auth, options, rules, now_ms),
         });
         out.insert(name.as_str(), Value::Array(entries.collect()));
     }
@@ -168,6 +183,7 @@ fn entry(
     set: &Object,
     auth: Option<&Auth>,
     options: &BatchOptions,
+    rules: &BatchRules,
     now_ms: i64,
 ) -> Value {
     let caller = auth.map(|a| a.identity.as_str()).unwrap_or("");
@@ -208,6 +224,14 @@ fn entry(
     if !access.allows(&roles) {
         return error_entry("Forbidden");
     }
+    let ns = rules.namespace.as_deref();
+    if rules
+        .restrictions
+        .check(Some(caller), Action::Pull, ns, &col.name)
+        .is_err()
+    {
+        return error_entry(RESTRICTED_MESSAGE);
+    }
     let mut key = col.resolve_key(&params);
     if keys::is_unsafe_key(&key) {
         return error_entry("Invalid path parameter");
@@ -230,7 +254,12 @@ fn entry(
         return error_entry("Forbidden");
     }
     match doc::read(store, &key) {
-        Ok(doc::Read::Doc(d)) => doc::entry_answer(Some(&d), Some(now_ms)),
+        Ok(doc::Read::Doc(mut d)) => {
+            if let Some(f) = rules.fields.get(ns, &col.name) {
+                f.filter_read(&mut d.data, &roles, None);
+            }
+            doc::entry_answer(Some(&d), Some(now_ms))
+        }
         Ok(_) => doc::entry_answer(None, Some(now_ms)),
         Err(e) => {
             log::error!("batch read of {key:?} failed: {e}");

@@ -7,16 +7,21 @@
 //! |---|---|
 //! | [`doc`] | the stored document envelope, reading it back, the pull answer |
 //! | [`push`] | push body validation, sanitising, author proofs, the conditional write |
+//! | [`fields`] | field permissions: per-field read filtering and write refusal |
 //! | [`locks`] | per-key write serialisation |
 //! | [`keys`] | path-parameter and document-key safety checks |
+//! | [`schema`] | `objectSchema`: the JSON Schema subset Ajv accepts, Ajv's first error |
 //! | [`batch`] | batch pull: query validation, per-entry resolution |
 
 pub mod batch;
 pub mod doc;
+pub mod fields;
 pub mod keys;
 pub mod locks;
 pub mod push;
+pub mod schema;
 
+use crate::proto::json::{Object, Value};
 use crate::store::{Store, StoreError};
 use std::fmt;
 use std::sync::Arc;
@@ -60,6 +65,18 @@ pub enum SyncError {
     HashMismatch,
     Forbidden,
     BinaryUnsupported,
+    /// `fieldPermissions`: the caller may not write this field.
+    FieldNotWritable(String),
+    /// `objectSchema` refused the data: Ajv's first error.
+    SchemaInvalid {
+        message: String,
+        /// `instancePath` split on `/` (escapes kept, empty parts dropped).
+        path: Vec<crate::proto::json::JsString>,
+        keyword: String,
+    },
+    /// `objectSchema` could not be compiled (the official answer when Ajv
+    /// throws): a JSON 500.
+    SchemaUnusable,
     /// The store failed: a plain-text 500.
     Store(StoreError),
 }
@@ -74,13 +91,14 @@ impl SyncError {
             | BodyTooDeep
             | MissingData
             | BadBaseHash
-            | AuthorProofIncomplete => 400,
-            AuthorNotPresenter | AuthorBadSignature | Forbidden => 403,
+            | AuthorProofIncomplete
+            | SchemaInvalid { .. } => 400,
+            AuthorNotPresenter | AuthorBadSignature | Forbidden | FieldNotWritable(_) => 403,
             HashMismatch => 409,
             PayloadTooLarge => 413,
             JsonContentTypeRequired | MimeNotAllowed { .. } => 415,
             BinaryUnsupported => 501,
-            Store(_) => 500,
+            Store(_) | SchemaUnusable => 500,
         }
     }
 
@@ -111,10 +129,35 @@ impl SyncError {
                 HashMismatch => "hash_mismatch",
                 Forbidden => "Forbidden",
                 BinaryUnsupported => "Store does not support binary operations",
+                FieldNotWritable(field) => {
+                    return Some(fields::NotWritable(field.clone()).message())
+                }
+                SchemaInvalid { message, .. } => {
+                    return Some(format!("Schema validation failed: {message}"))
+                }
+                SchemaUnusable => "Internal schema validation error",
                 Store(_) => return None,
             }
             .to_owned(),
         )
+    }
+}
+
+impl SyncError {
+    /// The JSON body of the answer (`None` for the plain-text 500):
+    /// `{"error":<message>}`, plus `path` and `validator` for a schema
+    /// refusal.
+    pub fn body(&self) -> Option<Value> {
+        let mut o = Object::with_capacity(3);
+        o.insert("error", self.message()?.into());
+        if let SyncError::SchemaInvalid { path, keyword, .. } = self {
+            o.insert(
+                "path",
+                Value::Array(path.iter().map(|p| Value::String(p.clone())).collect()),
+            );
+            o.insert("validator", keyword.as_str().into());
+        }
+        Some(Value::Object(o))
     }
 }
 
