@@ -26,6 +26,9 @@ Options for serve:
   --threads N             executor threads (default: available cores)
   --replica FILE          replicate collections from a primary (settings JSON,
                           see README: collections by name, optional auth)
+  --revocations FILE      signed cap revocation lists (the official
+                          buildRevocationList JSON, one list or an array);
+                          re-read when the file changes and on SIGHUP
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --nonce-per-signer N    live nonces per signing key (default 4096)
@@ -85,6 +88,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--revocations" => opts.revocations = Some(PathBuf::from(value(&mut args, &a)?)),
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,

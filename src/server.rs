@@ -6,6 +6,7 @@
 //! future). The HTTP layer is [`crate::http`]; this module only wires.
 
 use crate::auth::cap::{CapResolver, CapResolverConfig};
+use crate::auth::revocation::RevocationFile;
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
 use crate::http::service::{Service, ServiceOptions};
 use crate::http::{serve_on, ServerConfig};
@@ -45,7 +46,13 @@ pub struct ServeOptions {
     /// Replica settings file (`--replica FILE`): pull collections from a
     /// primary and serve them locally.
     pub replica: Option<PathBuf>,
+    /// Signed cap revocation lists (`--revocations FILE`), re-read when the
+    /// file changes and on SIGHUP.
+    pub revocations: Option<PathBuf>,
 }
+
+/// How often the revocation file is checked for changes.
+pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -61,6 +68,7 @@ impl Default for ServeOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             replica: None,
+            revocations: None,
         }
     }
 }
@@ -74,13 +82,17 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
     Io(std::io::Error),
     Replica(String),
+    Revocations(String),
 }
 
 impl ServeError {
     /// The process exit status: 2 for bad configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::ReadConfig(..) | ServeError::Config(_) | ServeError::Replica(_) => 2,
+            ServeError::ReadConfig(..)
+            | ServeError::Config(_)
+            | ServeError::Replica(_)
+            | ServeError::Revocations(_) => 2,
             _ => 1,
         }
     }
@@ -94,7 +106,7 @@ impl fmt::Display for ServeError {
             ServeError::Store(e) => write!(f, "cannot open store: {e}"),
             ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             ServeError::Io(e) => write!(f, "server error: {e}"),
-            ServeError::Replica(e) => f.write_str(e),
+            ServeError::Replica(e) | ServeError::Revocations(e) => f.write_str(e),
         }
     }
 }
@@ -120,6 +132,7 @@ pub struct Server {
     threads: usize,
     description: String,
     replica: Option<Arc<ReplicaManager>>,
+    revocations: Option<Arc<RevocationFile>>,
 }
 
 impl Server {
@@ -142,7 +155,17 @@ impl Server {
         http.max_body_bytes = opts
             .max_body_bytes
             .unwrap_or_else(|| http.max_body_bytes.max(largest_body_limit(&config)));
-        let resolver = Arc::new(CapResolver::new(opts.auth.clone()));
+        let revocations = match &opts.revocations {
+            None => None,
+            Some(path) => Some(Arc::new(
+                RevocationFile::open(path).map_err(|e| ServeError::Revocations(e.to_string()))?,
+            )),
+        };
+        let mut resolver = CapResolver::new(opts.auth.clone());
+        if let Some(file) = &revocations {
+            resolver = resolver.with_revocations(file.store());
+        }
+        let resolver = Arc::new(resolver);
         let base = if opts.base_path == "/" {
             String::new()
         } else {
@@ -187,6 +210,7 @@ impl Server {
             threads: opts.threads.max(1),
             description,
             replica,
+            revocations,
         })
     }
 
@@ -229,6 +253,10 @@ impl Server {
                     let _ = rx.recv().await;
                 }))
             });
+            let revocation_task = self
+                .revocations
+                .clone()
+                .map(|file| ex.spawn(watch_revocations(file, REVOCATION_POLL)));
             let result = async_io::block_on(ex.run(serve_on(
                 &ex,
                 self.listener,
@@ -237,6 +265,7 @@ impl Server {
                 shutdown,
             )));
             stop_tx.close();
+            drop(revocation_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
                 async_io::block_on(ex.run(task));
@@ -245,6 +274,41 @@ impl Server {
         })?;
         log::info!("stopped");
         Ok(())
+    }
+}
+
+/// Re-read the revocation file when it changes (checked every `poll`) and
+/// on SIGHUP. Runs until dropped.
+async fn watch_revocations(file: Arc<RevocationFile>, poll: std::time::Duration) {
+    use futures_lite::{FutureExt, StreamExt};
+    let mut hup = match async_signal::Signals::new([async_signal::Signal::Hup]) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!("SIGHUP cannot be watched ({e}); revocation file changes are still polled");
+            None
+        }
+    };
+    loop {
+        let tick = async {
+            async_io::Timer::after(poll).await;
+            false
+        };
+        let signal = async {
+            match hup.as_mut() {
+                Some(s) => s.next().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        let on_signal = tick.or(signal).await;
+        let file = file.clone();
+        blocking::unblock(move || {
+            if on_signal {
+                file.reload_logged("SIGHUP");
+            } else if file.changed() {
+                file.reload_logged("file changed");
+            }
+        })
+        .await;
     }
 }
 

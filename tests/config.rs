@@ -227,15 +227,10 @@ fn unsupported_extended_fields_warn() {
         loaded.warnings,
         [
             "rateLimit is not supported by starfish-rs and is ignored",
-            "restrictions is not supported by starfish-rs and is ignored",
             "Collection \"c\": rateLimit is not supported by starfish-rs and is ignored",
-            "Collection \"c\": objectSchema is not supported by starfish-rs and is ignored",
             "Collection \"c\": appendOnly is not supported by starfish-rs and is ignored",
             "Collection \"c\": ttlMs is not supported by starfish-rs and is ignored",
-            "Collection \"c\": fieldPermissions is not supported by starfish-rs and is ignored",
             "Collection \"c\": listable is not supported by starfish-rs and is ignored",
-            "Collection \"c\": restrictions is not supported by starfish-rs and is ignored",
-            "Namespace \"n\": restrictions is not supported by starfish-rs and is ignored",
             "Namespace \"n\": Collection \"e\": ttlMs is not supported by starfish-rs and is ignored",
         ]
     );

@@ -264,15 +264,17 @@ impl RevocationFile {
         Ok(summary)
     }
 
-    /// Reload when the file's modification time or size changed since the
-    /// last read; `None` when it did not (or cannot be examined).
-    pub fn reload_if_changed(&self) -> Option<Result<LoadSummary, FileError>> {
+    /// Whether the file's modification time or size changed since the last
+    /// read (`false` when it cannot be examined, e.g. while it is replaced).
+    pub fn changed(&self) -> bool {
         let now = stamp(&self.path);
         let seen = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if now.is_none() || now == seen {
-            return None;
-        }
-        Some(self.reload())
+        now.is_some() && now != seen
+    }
+
+    /// Reload when [`RevocationFile::changed`]; `None` when it did not.
+    pub fn reload_if_changed(&self) -> Option<Result<LoadSummary, FileError>> {
+        self.changed().then(|| self.reload())
     }
 
     /// Reload and log the outcome (the server's change and SIGHUP handler).

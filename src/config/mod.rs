@@ -18,8 +18,10 @@
 //! `listable`, `restrictions`, and the top-level / namespace `rateLimit` and
 //! `restrictions`) are kept as raw [`Value`]s after the official coercions.
 //! They are validated with the official EXTENDED rules (so exactly the
-//! configs the official server accepts are accepted), but starfish-rs does not
-//! implement them: every one that is set adds a warning
+//! configs the official server accepts are accepted); the features parse
+//! their typed settings from these raw values in their own modules. Every
+//! one that is set but not implemented yet (not in [`IMPLEMENTED_EXTENDED`])
+//! adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
@@ -65,7 +67,7 @@ pub struct SyncConfig {
     pub namespaces: Vec<(String, NamespaceConfig)>,
     /// EXTENDED global rate limit (absent when falsy). Ignored.
     pub rate_limit: Option<Value>,
-    /// EXTENDED global restrictions. Ignored.
+    /// EXTENDED global restrictions (enforced by `auth::restrictions`).
     pub restrictions: Option<Value>,
 }
 
@@ -73,7 +75,7 @@ pub struct SyncConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamespaceConfig {
     pub collections: Vec<CollectionConfig>,
-    /// EXTENDED namespace restrictions. Ignored.
+    /// EXTENDED namespace restrictions (enforced by `auth::restrictions`).
     pub restrictions: Option<Value>,
 }
 
@@ -125,6 +127,11 @@ pub struct ExtendedFields {
     pub listable: Option<Value>,
     pub restrictions: Option<Value>,
 }
+
+/// The EXTENDED collection fields starfish-rs implements (no "not
+/// supported" warning): `objectSchema` (`sync::schema`), `fieldPermissions`
+/// (`sync::fields`), `restrictions` at every level (`auth::restrictions`).
+pub const IMPLEMENTED_EXTENDED: &[&str] = &["objectSchema", "fieldPermissions", "restrictions"];
 
 impl ExtendedFields {
     /// The JSON names of the fields that are set and would have an effect

@@ -449,7 +449,12 @@ fn collection_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<Str
 
 fn unsupported_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<String>) {
     for col in cols {
-        for f in col.extended.active() {
+        for f in col
+            .extended
+            .active()
+            .into_iter()
+            .filter(|f| !super::IMPLEMENTED_EXTENDED.contains(f))
+        {
             out.push(format!(
                 "{scope}Collection \"{}\": {f} is not supported by starfish-rs and is ignored",
                 col.name
@@ -473,15 +478,9 @@ pub(crate) fn warnings(config: &SyncConfig) -> Vec<String> {
     if config.rate_limit.is_some() {
         out.push(not_supported("rateLimit"));
     }
-    if non_empty_restrictions(config.restrictions.as_ref()) {
-        out.push(not_supported("restrictions"));
-    }
     unsupported_warnings(&config.collections, "", &mut out);
     for (name, ns) in &config.namespaces {
         let scope = format!("Namespace \"{name}\": ");
-        if non_empty_restrictions(ns.restrictions.as_ref()) {
-            out.push(format!("{scope}{}", not_supported("restrictions")));
-        }
         unsupported_warnings(&ns.collections, &scope, &mut out);
     }
     out

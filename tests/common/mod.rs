@@ -49,6 +49,8 @@ pub struct Setup {
     pub replica: Option<String>,
     /// Port to listen on (0: any).
     pub port: u16,
+    /// Revocation file (`--revocations`).
+    pub revocations: Option<PathBuf>,
 }
 
 impl Setup {
@@ -59,10 +61,15 @@ impl Setup {
             allow_anonymous: true,
             replica: None,
             port: 0,
+            revocations: None,
         }
     }
     pub fn replica(mut self, settings: &str) -> Self {
         self.replica = Some(settings.to_owned());
+        self
+    }
+    pub fn revocations(mut self, path: &std::path::Path) -> Self {
+        self.revocations = Some(path.to_owned());
         self
     }
     pub fn port(mut self, port: u16) -> Self {
@@ -119,6 +126,7 @@ impl TestServer {
             max_body_bytes: None,
             threads: 2,
             replica,
+            revocations: setup.revocations,
         };
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
