@@ -305,18 +305,17 @@ pub fn bundle_groups(collections: &[CollectionConfig]) -> Vec<(&str, Vec<&Collec
 
 /// Values compiled per collection (field permissions, schemas, ...), looked
 /// up by scope (`None` = root) and collection name. Built once from a
-/// config; an empty map costs one branch per lookup.
+/// config; an empty map costs one branch per lookup. A plain list: configs
+/// have few collections, and it keeps the binary small.
 #[derive(Clone, Debug)]
 pub struct PerCollection<T> {
-    /// Namespace (`""` for the root, which no namespace can be named) →
-    /// collection name → value.
-    map: std::collections::HashMap<String, std::collections::HashMap<String, T>>,
+    entries: Vec<(Option<String>, String, T)>,
 }
 
 impl<T> Default for PerCollection<T> {
     fn default() -> Self {
         PerCollection {
-            map: std::collections::HashMap::new(),
+            entries: Vec::new(),
         }
     }
 }
@@ -327,35 +326,31 @@ impl<T> PerCollection<T> {
         config: &SyncConfig,
         mut f: impl FnMut(Option<&str>, &CollectionConfig) -> Option<T>,
     ) -> Self {
-        let mut map: std::collections::HashMap<String, std::collections::HashMap<String, T>> =
-            std::collections::HashMap::new();
-        for (ns, col) in config.all_collections() {
-            if let Some(v) = f(ns, col) {
-                map.entry(ns.unwrap_or("").to_owned())
-                    .or_default()
-                    .insert(col.name.clone(), v);
-            }
-        }
-        PerCollection { map }
+        let entries = config
+            .all_collections()
+            .filter_map(|(ns, col)| {
+                f(ns, col).map(|v| (ns.map(str::to_owned), col.name.clone(), v))
+            })
+            .collect();
+        PerCollection { entries }
     }
 
     pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<&T> {
-        if self.map.is_empty() {
-            return None;
-        }
-        self.map.get(namespace.unwrap_or(""))?.get(name)
+        self.entries
+            .iter()
+            .find(|(ns, n, _)| n == name && ns.as_deref() == namespace)
+            .map(|(_, _, v)| v)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 
     /// Every value with its scope and collection name.
     pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, &str, &T)> {
-        self.map.iter().flat_map(|(ns, cols)| {
-            cols.iter()
-                .map(move |(name, v)| ((!ns.is_empty()).then_some(ns.as_str()), name.as_str(), v))
-        })
+        self.entries
+            .iter()
+            .map(|(ns, n, v)| (ns.as_deref(), n.as_str(), v))
     }
 }
 

@@ -156,7 +156,7 @@ impl Service {
                 .map(CollectionSchema::compile)
         });
         for (ns, name, s) in schemas.iter() {
-            if let CollectionSchema::Unusable(reason) = s {
+            if let Some(reason) = s.unusable_reason() {
                 log::warn!(
                     "[Starfish] {}collection \"{name}\": objectSchema cannot be compiled ({reason}); pushes with object data are answered 500 as the official server does",
                     ns.map(|n| format!("namespace \"{n}\" ")).unwrap_or_default()

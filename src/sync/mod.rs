@@ -19,6 +19,10 @@ pub mod fields;
 pub mod keys;
 pub mod locks;
 pub mod push;
+#[cfg(feature = "object-schema")]
+pub mod schema;
+#[cfg(not(feature = "object-schema"))]
+#[path = "schema_disabled.rs"]
 pub mod schema;
 
 use crate::proto::json::{Object, Value};

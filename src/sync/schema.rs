@@ -45,7 +45,6 @@ use super::SyncError;
 use crate::proto::canonical::{js_number, stable_stringify};
 use crate::proto::json::{JsString, Object, Value};
 use js_regex::JsRegex;
-use std::collections::HashMap;
 
 /// A collection's `objectSchema`, compiled at config load.
 #[derive(Debug)]
@@ -60,6 +59,14 @@ impl CollectionSchema {
         match ObjectSchema::compile(raw) {
             Ok(s) => CollectionSchema::Ready(s),
             Err(e) => CollectionSchema::Unusable(e.0),
+        }
+    }
+
+    /// Why Ajv would not compile the schema (`None`: it is usable).
+    pub fn unusable_reason(&self) -> Option<&str> {
+        match self {
+            CollectionSchema::Unusable(reason) => Some(reason),
+            CollectionSchema::Ready(_) => None,
         }
     }
 
@@ -445,12 +452,12 @@ fn non_negative_integer(v: &Value) -> bool {
     v.is_integer() && v.as_f64().is_some_and(|n| n >= 0.0)
 }
 
+/// No two items deep-equal (config load only; lists are short).
 fn unique(items: &[Value]) -> bool {
-    let keys: Vec<String> = items.iter().map(stable_stringify).collect();
-    let mut sorted = keys.clone();
-    sorted.sort();
-    sorted.dedup();
-    sorted.len() == keys.len()
+    items
+        .iter()
+        .enumerate()
+        .all(|(i, a)| items[..i].iter().all(|b| !deep_equal(a, b)))
 }
 
 fn string_array(v: &Value) -> bool {
@@ -564,7 +571,7 @@ struct Compiler<'a> {
     root: &'a Value,
     nodes: Vec<Node>,
     /// `$ref` fragment → compiled target.
-    by_pointer: HashMap<String, RefKw>,
+    by_pointer: Vec<(String, RefKw)>,
 }
 
 /// Bare `$ref` schemas followed in a row before giving up (a cycle).
@@ -796,8 +803,8 @@ impl Compiler<'_> {
                 separate: true,
             });
         }
-        if let Some(&known) = self.by_pointer.get(fragment) {
-            return Ok(known);
+        if let Some((_, known)) = self.by_pointer.iter().find(|(f, _)| f == fragment) {
+            return Ok(*known);
         }
         let (target_value, scope_changed) = resolve_pointer(self.root, fragment)
             .ok_or_else(|| CompileError(format!("can't resolve reference {r}")))?;
@@ -827,7 +834,7 @@ impl Compiler<'_> {
             separate: has_ref(target_value),
         };
         // Registered before compiling, so a cycle resolves to it.
-        self.by_pointer.insert(fragment.to_owned(), known);
+        self.by_pointer.push((fragment.to_owned(), known));
         self.fill(known.target, target_value, scope_changed)?;
         Ok(known)
     }
@@ -959,20 +966,21 @@ impl Compiler<'_> {
             }
         }
         if used(Group::Number) {
-            let mut v = Vec::new();
-            for (k, val) in o.iter() {
-                let n = val.as_f64().unwrap_or(0.0);
-                match k.as_bytes() {
-                    b"maximum" => v.push((0, NumberKw::Maximum(n))),
-                    b"minimum" => v.push((1, NumberKw::Minimum(n))),
-                    b"exclusiveMaximum" => v.push((2, NumberKw::ExclusiveMaximum(n))),
-                    b"exclusiveMinimum" => v.push((3, NumberKw::ExclusiveMinimum(n))),
-                    b"multipleOf" => v.push((4, NumberKw::MultipleOf(n))),
-                    _ => {}
-                }
-            }
-            v.sort_by_key(|(i, _)| *i);
-            kw.number = Some(v.into_iter().map(|(_, k)| k).collect());
+            // In Ajv's order, whatever the order in the schema.
+            let kinds: [(&str, fn(f64) -> NumberKw); 5] = [
+                ("maximum", NumberKw::Maximum),
+                ("minimum", NumberKw::Minimum),
+                ("exclusiveMaximum", NumberKw::ExclusiveMaximum),
+                ("exclusiveMinimum", NumberKw::ExclusiveMinimum),
+                ("multipleOf", NumberKw::MultipleOf),
+            ];
+            kw.number = Some(
+                kinds
+                    .iter()
+                    .filter(|(k, _)| o.contains_key(k))
+                    .map(|(k, make)| make(number(o, k)))
+                    .collect(),
+            );
         }
         if used(Group::String) {
             let mut v = Vec::new();
@@ -1180,7 +1188,7 @@ impl ObjectSchema {
         let mut c = Compiler {
             root: raw,
             nodes: Vec::new(),
-            by_pointer: HashMap::new(),
+            by_pointer: Vec::new(),
         };
         let root = c.compile(raw, false)?;
         debug_assert_eq!(root, 0);
@@ -1832,47 +1840,51 @@ fn unique_items_violation(a: &[Value], types: Option<&[JsonType]>) -> Option<(us
     if a.len() < 2 {
         return None;
     }
-    match types {
-        Some(types) => {
-            let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
-            for i in (0..a.len()).rev() {
-                let item = Inst::Json(&a[i]);
-                if !types.iter().any(|t| item.is(*t)) {
-                    continue;
-                }
-                let mut key = match &a[i] {
-                    Value::Null => b"null".to_vec(),
-                    Value::Bool(b) => b.to_string().into_bytes(),
-                    Value::Number(n) => js_number(*n).into_bytes(),
-                    Value::String(s) => s.as_bytes().to_vec(),
-                    _ => continue,
-                };
-                if types.len() > 1 && matches!(a[i], Value::String(_)) {
-                    key.push(b'_');
-                }
-                if let Some(&j) = seen.get(&key) {
-                    return Some((i, j));
-                }
-                seen.insert(key, i);
-            }
-            None
+    // Each item's comparison key: `String(item)` (+ "_" for strings when
+    // several types are allowed) in the hashing mode, the canonical text in
+    // the deep mode (equal exactly when fast-deep-equal is).
+    let key = |item: &Value| -> Option<Vec<u8>> {
+        let Some(types) = types else {
+            return Some(stable_stringify(item).into_bytes());
+        };
+        if !types.iter().any(|t| Inst::Json(item).is(*t)) {
+            return None;
         }
-        None => {
-            // Canonical text is equal exactly when fast-deep-equal is.
-            let keys: Vec<String> = a.iter().map(stable_stringify).collect();
-            let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
-            for (i, k) in keys.iter().enumerate() {
-                positions.entry(k.as_str()).or_default().push(i);
-            }
-            for i in (1..a.len()).rev() {
-                let pos = &positions[keys[i].as_str()];
-                let at = pos.binary_search(&i).unwrap_or(0);
-                if at > 0 {
-                    return Some((i, pos[at - 1]));
-                }
-            }
-            None
+        let mut key = match item {
+            Value::Null => b"null".to_vec(),
+            Value::Bool(b) => b.to_string().into_bytes(),
+            Value::Number(n) => js_number(*n).into_bytes(),
+            Value::String(s) => s.as_bytes().to_vec(),
+            _ => return None,
+        };
+        if types.len() > 1 && matches!(item, Value::String(_)) {
+            key.push(b'_');
         }
+        Some(key)
+    };
+    let mut seen: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
+    if types.is_some() {
+        // Ajv's loop: down from the end; the first repeated key gives i, the
+        // index seen for it (above i) gives j.
+        for i in (0..a.len()).rev() {
+            let Some(k) = key(&a[i]) else { continue };
+            if let Some(&j) = seen.get(&k) {
+                return Some((i, j));
+            }
+            seen.insert(k, i);
+        }
+        None
+    } else {
+        // Ajv's nested loops find the largest i with an equal item below it,
+        // and the nearest such j: upwards, the last repeat seen.
+        let mut found = None;
+        for (i, item) in a.iter().enumerate() {
+            let k = key(item).unwrap_or_default();
+            if let Some(j) = seen.insert(k, i) {
+                found = Some((i, j));
+            }
+        }
+        found
     }
 }
 

@@ -111,7 +111,14 @@ impl CharSet {
         self.normalize();
     }
     fn normalize(&mut self) {
-        self.0.sort_unstable();
+        // Insertion sort: classes have few ranges (and no sort code to link).
+        for i in 1..self.0.len() {
+            let mut j = i;
+            while j > 0 && self.0[j - 1] > self.0[j] {
+                self.0.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let mut out: Vec<(u32, u32)> = Vec::with_capacity(self.0.len());
         for &(a, b) in &self.0 {
             match out.last_mut() {
