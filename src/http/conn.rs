@@ -59,12 +59,18 @@ pub(crate) struct ActiveGuard<H>(Arc<Shared<H>>);
 impl<H> ActiveGuard<H> {
     pub(crate) fn new(shared: Arc<Shared<H>>) -> Self {
         shared.active.fetch_add(1, Ordering::SeqCst);
+        if let Some(m) = &shared.config.metrics {
+            m.http.connection_opened();
+        }
         ActiveGuard(shared)
     }
 }
 
 impl<H> Drop for ActiveGuard<H> {
     fn drop(&mut self) {
+        if let Some(m) = &self.0.config.metrics {
+            m.http.connection_closed();
+        }
         if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.shutdown.is_set() {
             self.0.drained.set();
         }

@@ -116,9 +116,9 @@ impl TestServer {
                 shutdown_grace: Duration::from_millis(200),
                 ..ServerConfig::default()
             },
-            max_body_bytes: None,
             threads: 2,
             replica,
+            ..ServeOptions::default()
         };
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
