@@ -3,7 +3,9 @@
 #  1. the Rust client (`examples/official_interop.rs`) against the official
 #     server on our default config;
 #  2. our replica (`examples/replica_interop.rs`) replicating from the official
-#     server on replica-primary.json with anonymous access off.
+#     server on replica-primary.json with anonymous access off;
+#  3. CORS and security headers on the wire, the official server's
+#     middleware against our release binary's flags (`web_parity.mjs`).
 # Installs the Node dependencies from package-lock.json, starts each server
 # on a free port, runs the check, stops the server. Exit status: non-zero on
 # any failed check, or 1 if a server cannot be installed or started.
@@ -46,3 +48,7 @@ echo "official server (starfish-server 3.0.0-alpha.65) on 127.0.0.1:$port"
 port2=$(start_server "$log2" STARFISH_CONFIG="$here/replica-primary.json" STARFISH_NO_ANONYMOUS=1)
 echo "official server as replica primary (anonymous off) on 127.0.0.1:$port2"
 (cd "$root" && cargo run --quiet --example replica_interop -- "http://127.0.0.1:$port2/v1")
+
+echo "CORS and security headers: the official server's middleware against our flags"
+(cd "$root" && cargo build --quiet --release --bin starfish)
+STARFISH_BIN="$root/target/release/starfish" node "$here/web_parity.mjs"
