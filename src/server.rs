@@ -8,7 +8,8 @@
 use crate::auth::cap::{CapResolver, CapResolverConfig};
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
 use crate::http::cors::CorsError;
-use crate::http::metrics::{MetricsEndpoint, Observed};
+use crate::http::metrics::MetricsEndpoint;
+use crate::http::router::normalize_mount;
 use crate::http::service::{Service, ServiceOptions};
 use crate::http::{serve, serve_on, Handler, Middleware, ServerConfig};
 use crate::metrics::{MeteredStore, Metrics};
@@ -174,7 +175,11 @@ impl Server {
                 format!("filesystem {}", d.display()),
             ),
         };
-        let metrics = opts.metrics.on().then(|| Arc::new(Metrics::new()));
+        let mount = normalize_mount(&opts.base_path);
+        let metrics = opts
+            .metrics
+            .on()
+            .then(|| Arc::new(Metrics::with_mount(&mount)));
         let store: Arc<dyn Store> = match &metrics {
             Some(m) => Arc::new(MeteredStore::new(store, m.clone())),
             None => store,
@@ -224,11 +229,10 @@ impl Server {
             }
             None => None,
         };
-        let mount = service.router().mount().to_owned();
+        debug_assert_eq!(mount, service.router().mount());
         let mut handler = opts.middleware.wrap(Arc::new(service), &mount);
-        if let Some(m) = &metrics {
-            let endpoint = metrics_listener.is_none();
-            handler = Arc::new(Observed::new(handler, m.clone(), &mount, endpoint));
+        if let (Some(m), None) = (&metrics, &metrics_listener) {
+            handler = Arc::new(MetricsEndpoint::in_front_of(handler, m.clone()));
         }
         let description = format!(
             "listening on http://{addr}{base} ({routes} routes, {} store, anonymous {})",
@@ -315,7 +319,7 @@ impl Server {
                         shutdown_grace: std::time::Duration::from_secs(1),
                         ..ServerConfig::default()
                     };
-                    let endpoint = Arc::new(MetricsEndpoint::new(m.clone()));
+                    let endpoint = Arc::new(MetricsEndpoint::alone(m.clone()));
                     Some(ex.spawn(serve(listener, endpoint, config, async move {
                         let _ = rx.recv().await;
                     })))

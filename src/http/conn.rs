@@ -26,6 +26,7 @@ use super::framing::{
     analyze, parse_head, request_url, ChunkedDecoder, Framing, FramingError, ParsedHead,
     RequestMeta,
 };
+use super::metrics::Observation;
 use super::signal::Signal;
 use super::{Handler, PeerAddr, RawTarget, ServerConfig};
 
@@ -176,6 +177,8 @@ impl<H: Handler> Conn<H> {
             served += 1;
             let is_head = meta.method == Method::Head;
             let head_minor = head.minor_version;
+            let observation =
+                Observation::begin(self.shared.config.metrics.as_ref(), meta.method, url.path());
             let req = self.build_request(head, &meta, url, body);
 
             let handler = self.shared.handler.clone();
@@ -184,6 +187,9 @@ impl<H: Handler> Conn<H> {
                 Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.ok(),
                 Err(_) => None,
             };
+            if let Some(o) = observation {
+                o.end(res.as_ref().map_or(500, |r| u16::from(r.status())));
+            }
             let Some(res) = res else {
                 log::error!("handler panicked on a request from {}", self.peer);
                 let bytes = plain_response(

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use http_types::Method;
 
-use super::layers::under_mount;
+use super::layers::{then, under_mount};
 use super::{response, BoxFuture, Handler, Request, Response, StatusCode};
 
 /// The official default `Access-Control-Allow-Methods`.
@@ -252,23 +252,8 @@ impl Cors {
         res
     }
 
-    async fn serve(&self, req: Request) -> Response {
-        if !under_mount(req.url().path(), &self.mount) {
-            return self.inner.handle(req).await;
-        }
-        // One Origin field as sent; several fields never match a list entry.
-        let request_origin = req
-            .header("origin")
-            .filter(|v| v.iter().count() == 1)
-            .map(|v| v.last().as_str().to_owned());
-        let origin = self
-            .config
-            .allowed_origin(request_origin.as_deref())
-            .to_owned();
-        if req.method() == Method::Options {
-            return self.preflight(&origin);
-        }
-        let mut res = self.inner.handle(req).await;
+    /// The headers every non-preflight answer gets.
+    fn decorate(&self, res: &mut Response, origin: String) {
         res.insert_header("Access-Control-Allow-Origin", origin);
         if !self.expose_headers.is_empty() {
             res.insert_header(
@@ -282,13 +267,27 @@ impl Cors {
         if self.vary {
             res.append_header("Vary", "Origin");
         }
-        res
     }
 }
 
 impl Handler for Cors {
     fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
-        Box::pin(self.serve(req))
+        if !under_mount(req.url().path(), &self.mount) {
+            return self.inner.handle(req);
+        }
+        // One Origin field as sent; several fields never match a list entry.
+        let request_origin = req
+            .header("origin")
+            .filter(|v| v.iter().count() == 1)
+            .map(|v| v.last().as_str());
+        let origin = self.config.allowed_origin(request_origin).to_owned();
+        if req.method() == Method::Options {
+            return Box::pin(std::future::ready(self.preflight(&origin)));
+        }
+        then(self.inner.handle(req), move |mut res| {
+            self.decorate(&mut res, origin);
+            res
+        })
     }
 }
 

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::layers::under_mount;
+use super::layers::{then, under_mount};
 use super::{BoxFuture, Handler, Request, Response};
 
 /// The five headers: (official option name, header name, default value).
@@ -135,22 +135,19 @@ impl WithSecurityHeaders {
             headers: headers.enabled().map(|(h, v)| (h, v.to_owned())).collect(),
         }
     }
-
-    async fn serve(&self, req: Request) -> Response {
-        let apply = under_mount(req.url().path(), &self.mount);
-        let mut res = self.inner.handle(req).await;
-        if apply {
-            for (name, value) in &self.headers {
-                res.insert_header(*name, value.as_str());
-            }
-        }
-        res
-    }
 }
 
 impl Handler for WithSecurityHeaders {
     fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
-        Box::pin(self.serve(req))
+        if !under_mount(req.url().path(), &self.mount) {
+            return self.inner.handle(req);
+        }
+        then(self.inner.handle(req), move |mut res| {
+            for (name, value) in &self.headers {
+                res.insert_header(*name, value.as_str());
+            }
+            res
+        })
     }
 }
 

@@ -1,12 +1,13 @@
 //! # Request metrics and the `/metrics` endpoint
 //!
-//! [`Observed`] is the outermost wrapper when metrics are on: it classifies
-//! each request by its path ([`classify`]: a few string comparisons, no
-//! routing), times the application, and counts the answer by route class
-//! and status into [`crate::metrics::Metrics`] (atomics only). When the
-//! endpoint is served on the main listener, `GET /metrics` (at the root,
-//! outside the mount) is answered here; [`MetricsEndpoint`] is the whole
-//! application of a separate `--metrics-listen` listener.
+//! The connection loop times every request it hands to the application
+//! ([`Observation`], when [`ServerConfig::metrics`](super::ServerConfig) is
+//! set): the route class from the path ([`classify`]: a few byte
+//! comparisons, no routing), the status, and the time the application took,
+//! recorded into [`crate::metrics::Metrics`] with relaxed atomic adds and no
+//! allocation. [`MetricsEndpoint`] answers `GET /metrics` (at the root,
+//! outside the mount), either in front of the application on the main
+//! listener or alone on a `--metrics-listen` listener.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,17 +22,27 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// The route class of a request, by method and path alone (`mount` is the
 /// normalised mount prefix). A path that looks like a route but is not one
-/// keeps its class; its `404` shows in the status label.
-pub fn classify(method: &Method, path: &str, mount: &str) -> RouteClass {
-    if *method == Method::Options {
+/// keeps its class; its `404` shows in the status label (so does a
+/// `/metrics` request to a listener that does not serve metrics).
+pub fn classify(method: Method, path: &str, mount: &str) -> RouteClass {
+    if method == Method::Options {
         return RouteClass::Options;
+    }
+    if path == METRICS_PATH && matches!(method, Method::Get | Method::Head) {
+        return RouteClass::Metrics;
     }
     let Some(rest) = path.strip_prefix(mount).and_then(|r| r.strip_prefix('/')) else {
         return RouteClass::Other;
     };
-    let mut segs = rest.splitn(3, '/');
-    let (a, b, c) = (segs.next().unwrap_or(""), segs.next(), segs.next());
-    match (a, b, c) {
+    let (a, rest) = segment(rest);
+    let (b, rest) = match rest {
+        Some(r) => {
+            let (b, r) = segment(r);
+            (Some(b), r)
+        }
+        None => (None, None),
+    };
+    match (a, b, rest) {
         ("health", None, _) => RouteClass::Health,
         ("pull", Some(_), _) => RouteClass::Pull,
         ("push", Some(_), _) => RouteClass::Push,
@@ -40,6 +51,14 @@ pub fn classify(method: &Method, path: &str, mount: &str) -> RouteClass {
         (_, Some("push"), Some(_)) => RouteClass::Push,
         (_, Some("batch"), Some("pull")) => RouteClass::Batch,
         _ => RouteClass::Other,
+    }
+}
+
+/// The first `/`-separated segment of `s` and what follows the `/`.
+fn segment(s: &str) -> (&str, Option<&str>) {
+    match s.bytes().position(|b| b == b'/') {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
     }
 }
 
@@ -52,70 +71,71 @@ pub fn scrape(metrics: &Metrics) -> Response {
     response::bytes(StatusCode::Ok, metrics.render().into_bytes(), CONTENT_TYPE)
 }
 
-/// Counts every request of the application it wraps.
-pub struct Observed {
-    inner: Arc<dyn Handler>,
-    metrics: Arc<Metrics>,
-    mount: String,
-    endpoint: bool,
+/// One request being timed by the connection loop.
+pub(crate) struct Observation<'a> {
+    metrics: &'a Metrics,
+    class: RouteClass,
+    start: Instant,
 }
 
-impl Observed {
-    /// Wrap `inner`; with `endpoint`, also answer `GET /metrics`.
-    pub fn new(
-        inner: Arc<dyn Handler>,
-        metrics: Arc<Metrics>,
-        mount: &str,
-        endpoint: bool,
-    ) -> Self {
-        Observed {
-            inner,
+impl<'a> Observation<'a> {
+    /// Start timing a request (nothing when metrics are off).
+    pub(crate) fn begin(
+        metrics: Option<&'a Arc<Metrics>>,
+        method: Method,
+        path: &str,
+    ) -> Option<Self> {
+        let metrics = metrics?;
+        Some(Observation {
+            class: classify(method, path, metrics.mount()),
             metrics,
-            mount: mount.to_owned(),
-            endpoint,
-        }
+            start: Instant::now(),
+        })
     }
 
-    async fn serve(&self, req: Request) -> Response {
-        let start = Instant::now();
-        let (class, res) = if self.endpoint && is_scrape(&req) {
-            (RouteClass::Metrics, scrape(&self.metrics))
-        } else {
-            let class = classify(&req.method(), req.url().path(), &self.mount);
-            (class, self.inner.handle(req).await)
-        };
+    /// The application answered with `status` (500 if it panicked).
+    pub(crate) fn end(self, status: u16) {
         self.metrics
             .http
-            .record(class, u16::from(res.status()), start.elapsed());
-        res
+            .record(self.class, status, self.start.elapsed());
     }
 }
 
-impl Handler for Observed {
-    fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
-        Box::pin(self.serve(req))
-    }
-}
-
-/// The application of a metrics-only listener: `GET /metrics`, else 404.
+/// Answers `GET /metrics`; every other request goes to the application it
+/// stands in front of (main listener) or gets a 404 (alone, on a metrics
+/// listener). Passing a request on costs a path comparison.
 pub struct MetricsEndpoint {
     metrics: Arc<Metrics>,
+    inner: Option<Arc<dyn Handler>>,
 }
 
 impl MetricsEndpoint {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        MetricsEndpoint { metrics }
+    /// The whole application of a metrics-only listener.
+    pub fn alone(metrics: Arc<Metrics>) -> Self {
+        MetricsEndpoint {
+            metrics,
+            inner: None,
+        }
+    }
+
+    /// `/metrics` in front of `inner`.
+    pub fn in_front_of(inner: Arc<dyn Handler>, metrics: Arc<Metrics>) -> Self {
+        MetricsEndpoint {
+            metrics,
+            inner: Some(inner),
+        }
     }
 }
 
 impl Handler for MetricsEndpoint {
     fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
-        let res = if is_scrape(&req) {
-            scrape(&self.metrics)
-        } else {
-            response::not_found()
-        };
-        Box::pin(async move { res })
+        if is_scrape(&req) {
+            return Box::pin(std::future::ready(scrape(&self.metrics)));
+        }
+        match &self.inner {
+            Some(inner) => inner.handle(req),
+            None => Box::pin(std::future::ready(response::not_found())),
+        }
     }
 }
 
@@ -125,8 +145,7 @@ mod tests {
 
     #[test]
     fn route_classes() {
-        let get = Method::Get;
-        let c = |p: &str| classify(&get, p, "/v1");
+        let c = |p: &str| classify(Method::Get, p, "/v1");
         assert_eq!(c("/v1/health"), RouteClass::Health);
         assert_eq!(c("/v1/pull/public/notes/a"), RouteClass::Pull);
         assert_eq!(c("/v1/push/users/u/settings"), RouteClass::Push);
@@ -139,10 +158,12 @@ mod tests {
         assert_eq!(c("/v1"), RouteClass::Other);
         assert_eq!(c("/health"), RouteClass::Other);
         assert_eq!(c("/v1x/health"), RouteClass::Other);
-        assert_eq!(c("/metrics"), RouteClass::Other);
-        assert_eq!(classify(&get, "/health", ""), RouteClass::Health);
+        assert_eq!(c("/metrics"), RouteClass::Metrics);
+        assert_eq!(classify(Method::Post, "/metrics", "/v1"), RouteClass::Other);
+        assert_eq!(c("/v1/metrics"), RouteClass::Other);
+        assert_eq!(classify(Method::Get, "/health", ""), RouteClass::Health);
         assert_eq!(
-            classify(&Method::Options, "/v1/pull/x", "/v1"),
+            classify(Method::Options, "/v1/pull/x", "/v1"),
             RouteClass::Options
         );
     }

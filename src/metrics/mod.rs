@@ -22,10 +22,10 @@
 //! | store | `starfish_store_operation_duration_seconds` (histogram), `starfish_store_operation_errors_total` | `op` |
 //! | replica | `starfish_replica_syncs_total` | `collection`, `result` (`ok`, `failed`, `not_modified`) |
 //!
-//! Who records what: the HTTP wrapper [`crate::http::metrics`] counts
-//! requests, the connection loop counts connections (through
-//! [`crate::http::ServerConfig::metrics`]), [`MeteredStore`] times store
-//! calls, and the replica manager counts syncs.
+//! Who records what: the HTTP connection loop counts requests and
+//! connections (through [`crate::http::ServerConfig::metrics`]; see
+//! [`crate::http::metrics`]), [`MeteredStore`] times store calls, and the
+//! replica manager counts syncs.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -290,6 +290,8 @@ struct GaugeFn {
 /// `Arc<Metrics>` by whoever records into it.
 #[derive(Default)]
 pub struct Metrics {
+    /// The mount prefix under which request paths are classified.
+    mount: String,
     /// Requests and connections.
     pub http: HttpMetrics,
     /// Store calls.
@@ -310,8 +312,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Metrics {
+    /// A registry for a server mounted at the root.
     pub fn new() -> Self {
         Metrics::default()
+    }
+
+    /// A registry for a server mounted at `mount` (normalised, e.g. `/v1`),
+    /// which request paths are classified under.
+    pub fn with_mount(mount: &str) -> Self {
+        Metrics {
+            mount: mount.to_owned(),
+            ..Metrics::default()
+        }
+    }
+
+    /// The mount prefix request paths are classified under.
+    pub fn mount(&self) -> &str {
+        &self.mount
     }
 
     /// Register a gauge read at scrape time (e.g. a cache size). `name`
