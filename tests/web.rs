@@ -461,6 +461,7 @@ fn temp_file(name: &str, content: &str) -> String {
 }
 
 #[test]
+#[cfg(feature = "client")] // the replica needs the HTTP client
 fn a_request_that_takes_too_long_is_answered_408_with_the_official_body() {
     // A push-through replica whose primary never answers: the push hangs
     // in the application until the request timeout.
@@ -653,7 +654,8 @@ impl Exposition {
                 continue;
             }
             let bucket = format!("{family}_bucket");
-            let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+            // Labels but `le` -> (le, cumulative count) in order.
+            let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
             for (name, labels, v) in &self.samples {
                 if *name == bucket {
                     let le = parse_value(&labels["le"]);
@@ -711,6 +713,9 @@ impl Exposition {
             .sum()
     }
 }
+
+/// A label set as sorted pairs.
+type Labels = Vec<(String, String)>;
 
 fn family_of(name: &str, types: &HashMap<String, String>) -> Option<String> {
     if types.contains_key(name) {
@@ -969,6 +974,7 @@ const REPLICA: &str = r#"{"version":1,"collections":[
  {"name":"feed","storagePath":"replica/feed","readRoles":["public"],"writeRoles":["public"],"encryption":"none","maxBodyBytes":65536}]}"#;
 
 #[test]
+#[cfg(feature = "client")] // the replica needs the HTTP client
 fn replica_syncs_are_counted_per_collection_and_result() {
     let primary = Setup::new(PRIMARY).start();
     let config = temp_file("config.json", REPLICA);
