@@ -11,7 +11,7 @@ use crate::http::cors::CorsError;
 use crate::http::metrics::MetricsEndpoint;
 use crate::http::router::normalize_mount;
 use crate::http::service::{Service, ServiceOptions};
-use crate::http::{serve, serve_on, Handler, Middleware, ServerConfig};
+use crate::http::{serve_on, Handler, Middleware, ServerConfig};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
 use crate::store::{FsStore, MemoryStore, Store, StoreError};
@@ -54,6 +54,10 @@ pub struct ServeOptions {
     /// Metrics (off by default).
     pub metrics: MetricsOptions,
 }
+
+/// What ends a listener's `serve_on` (one type for the main and the
+/// metrics listener).
+type Shutdown<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// Whether and where to serve metrics.
 #[derive(Clone, Debug, Default)]
@@ -311,33 +315,49 @@ impl Server {
                     let _ = rx.recv().await;
                 }))
             });
-            let metrics_task = match (self.metrics_listener, &self.metrics) {
+            // The metrics listener, if any, runs beside the main one on the
+            // same executor and stops with it. Both are the same `serve_on`
+            // (same handler and shutdown types): one copy of the listener and
+            // connection code in the binary.
+            let side = match (self.metrics_listener, &self.metrics) {
                 (Some(listener), Some(m)) => {
-                    let rx = stop_rx.clone();
-                    let config = ServerConfig {
-                        max_connections: 16,
-                        shutdown_grace: std::time::Duration::from_secs(1),
-                        ..ServerConfig::default()
-                    };
-                    let endpoint = Arc::new(MetricsEndpoint::alone(m.clone()));
-                    Some(ex.spawn(serve(listener, endpoint, config, async move {
-                        let _ = rx.recv().await;
-                    })))
+                    let endpoint: Arc<dyn Handler> = Arc::new(MetricsEndpoint::alone(m.clone()));
+                    Some((listener, Arc::new(endpoint)))
                 }
                 _ => None,
             };
-            let result = async_io::block_on(ex.run(serve_on(
-                &ex,
-                self.listener,
-                Arc::new(self.handler),
-                self.http,
-                shutdown,
-            )));
-            stop_tx.close();
-            if let Some(task) = metrics_task {
-                if let Err(e) = async_io::block_on(ex.run(task)) {
-                    log::warn!("metrics listener: {e}");
-                }
+            let main = async {
+                let shutdown: Shutdown<'_> = Box::pin(shutdown);
+                let r = serve_on(
+                    &ex,
+                    self.listener,
+                    Arc::new(self.handler),
+                    self.http,
+                    shutdown,
+                )
+                .await;
+                stop_tx.close();
+                r
+            };
+            let metrics = async {
+                let Some((listener, endpoint)) = side else {
+                    return Ok(());
+                };
+                let rx = stop_rx.clone();
+                let config = ServerConfig {
+                    max_connections: 16,
+                    shutdown_grace: std::time::Duration::from_secs(1),
+                    ..ServerConfig::default()
+                };
+                let stop: Shutdown<'_> = Box::pin(async move {
+                    let _ = rx.recv().await;
+                });
+                serve_on(&ex, listener, endpoint, config, stop).await
+            };
+            let (result, metrics) =
+                async_io::block_on(ex.run(futures_lite::future::zip(main, metrics)));
+            if let Err(e) = metrics {
+                log::warn!("metrics listener: {e}");
             }
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {

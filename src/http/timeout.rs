@@ -59,7 +59,7 @@ impl Timeout {
             None => {
                 log::warn!(
                     "request timed out after {} ms (answered 408; the work finishes in the background)",
-                    self.limit.as_millis()
+                    self.limit.as_millis() as u64
                 );
                 finish_in_background(work);
                 json_status(408, &error_body("Request timeout"))

@@ -82,7 +82,9 @@ impl Histogram {
                 "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
             );
         }
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        // Seconds with six decimals, in integers (no float formatting code).
+        let us = self.sum_us.load(Ordering::Relaxed);
+        let sum = format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
         let braces = if labels.is_empty() {
             String::new()
         } else {
@@ -557,6 +559,14 @@ mod tests {
         assert!(out.contains("x_sum{a=\"b\"} 60.000021\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
         assert_eq!(h.count(), 3);
+
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(1_250));
+        let mut out = String::new();
+        h.render(&mut out, "y", "");
+        assert!(out.contains("y_sum 0.001250\n"), "{out}");
+        assert!(out.contains("y_bucket{le=\"0.001\"} 0\n"), "{out}");
+        assert!(out.contains("y_bucket{le=\"0.0025\"} 1\n"), "{out}");
     }
 
     #[test]
