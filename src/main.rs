@@ -96,7 +96,9 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
             "--trusted-proxy" => {
                 let v = value(&mut args, &a)?;
-                let block: Cidr = v.parse().map_err(|e| Usage(format!("--trusted-proxy: {e}")))?;
+                let block: Cidr = v
+                    .parse()
+                    .map_err(|e| Usage(format!("--trusted-proxy: {e}")))?;
                 let mut blocks = opts.trusted_proxies.blocks().to_vec();
                 blocks.push(block);
                 opts.trusted_proxies = TrustedProxies::new(blocks);
@@ -109,8 +111,10 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             }
             "--config-endpoint" => {
                 let v = value(&mut args, &a)?;
-                opts.config_endpoint =
-                    Some(v.parse().map_err(|e| Usage(format!("--config-endpoint: {e}")))?);
+                opts.config_endpoint = Some(
+                    v.parse()
+                        .map_err(|e| Usage(format!("--config-endpoint: {e}")))?,
+                );
             }
             "--ttl-sweep-ms" => {
                 let ms: u64 = number(&mut args, &a)?;

@@ -167,7 +167,10 @@ pub fn parse_forwarded_hop(entry: &str) -> Option<IpAddr> {
                 .strip_prefix(':')
                 .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         return if port_ok {
-            inside.parse::<Ipv6Addr>().ok().map(|v6| canonical(v6.into()))
+            inside
+                .parse::<Ipv6Addr>()
+                .ok()
+                .map(|v6| canonical(v6.into()))
         } else {
             None
         };
@@ -223,20 +226,41 @@ mod tests {
 
     #[test]
     fn cidr_parsing() {
-        assert_eq!("10.0.0.0/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!("10.1.2.3/8".parse::<Cidr>().unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!("127.0.0.1".parse::<Cidr>().unwrap().to_string(), "127.0.0.1/32");
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "10.1.2.3/8".parse::<Cidr>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            "127.0.0.1".parse::<Cidr>().unwrap().to_string(),
+            "127.0.0.1/32"
+        );
         assert_eq!("::1".parse::<Cidr>().unwrap().to_string(), "::1/128");
         assert_eq!("fd00::/8".parse::<Cidr>().unwrap().to_string(), "fd00::/8");
-        assert_eq!("0.0.0.0/0".parse::<Cidr>().unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(
+            "0.0.0.0/0".parse::<Cidr>().unwrap().to_string(),
+            "0.0.0.0/0"
+        );
         assert_eq!(
             "::ffff:10.0.0.1/32".parse::<Cidr>().unwrap().to_string(),
             "10.0.0.1/32",
             "mapped addresses are IPv4"
         );
         for bad in [
-            "", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/+8",
-            "10.0.0.0/8/8", "10.0.0.0/0008", " 10.0.0.0/8", "[::1]/128",
+            "",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/+8",
+            "10.0.0.0/8/8",
+            "10.0.0.0/0008",
+            " 10.0.0.0/8",
+            "[::1]/128",
         ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad:?}");
         }
@@ -265,7 +289,15 @@ mod tests {
         assert_eq!(parse_forwarded_hop("[::1]"), Some(ip("::1")));
         assert_eq!(parse_forwarded_hop("2001:db8::7"), Some(ip("2001:db8::7")));
         assert_eq!(parse_forwarded_hop("::ffff:1.2.3.4"), Some(ip("1.2.3.4")));
-        for bad in ["unknown", "", "1.2.3.4:", "[::1]x", "[::1]:", "1.2.3.4:x", "_hidden"] {
+        for bad in [
+            "unknown",
+            "",
+            "1.2.3.4:",
+            "[::1]x",
+            "[::1]:",
+            "1.2.3.4:x",
+            "_hidden",
+        ] {
             assert_eq!(parse_forwarded_hop(bad), None, "{bad:?}");
         }
     }
@@ -273,7 +305,10 @@ mod tests {
     #[test]
     fn untrusted_peers_cannot_choose_their_address() {
         let none = TrustedProxies::default();
-        assert_eq!(client_ip(ip("203.0.113.9"), ["1.1.1.1"], &none), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), ["1.1.1.1"], &none),
+            ip("203.0.113.9")
+        );
         let lan = proxies(&["10.0.0.0/8"]);
         assert_eq!(
             client_ip(ip("203.0.113.9"), ["1.1.1.1"], &lan),

@@ -164,8 +164,7 @@ impl Router {
                         (true, _) => continue,
                         (false, r) => r,
                     };
-                    if raw.len() != route.len()
-                        || !route.iter().zip(raw).all(|(s, r)| s.matches(r))
+                    if raw.len() != route.len() || !route.iter().zip(raw).all(|(s, r)| s.matches(r))
                     {
                         continue;
                     }

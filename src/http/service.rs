@@ -341,10 +341,15 @@ impl Service {
             ConfigEndpoint::Public => Vec::new(),
             ConfigEndpoint::RoleFiltered => {
                 let headers = Headers(ctx.req);
-                match self.resolver.resolve(&self.auth_request(ctx, &headers, None)) {
+                match self
+                    .resolver
+                    .resolve(&self.auth_request(ctx, &headers, None))
+                {
                     Ok(a) => a.roles,
                     Err(e) => {
-                        log::info!("/config: the resolver refused the caller ({e}); no collections shown");
+                        log::info!(
+                            "/config: the resolver refused the caller ({e}); no collections shown"
+                        );
                         Vec::new()
                     }
                 }

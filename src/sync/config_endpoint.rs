@@ -175,7 +175,11 @@ mod tests {
             r#"{"collections":[],"namespaces":{"n":{"collections":[]}}}"#
         );
         assert_eq!(
-            body(r#"{"collections":[],"namespaces":null}"#, ConfigEndpoint::Public, &[]),
+            body(
+                r#"{"collections":[],"namespaces":null}"#,
+                ConfigEndpoint::Public,
+                &[]
+            ),
             r#"{"collections":[]}"#
         );
     }

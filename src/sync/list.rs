@@ -100,6 +100,12 @@ pub fn run(
     after: Option<&str>,
     limit: usize,
 ) -> Result<Value, StoreError> {
+    if prefix.is_empty() {
+        // A one-segment storage path would list every key of the store
+        // (other collections' included). The official filesystem store
+        // refuses the empty prefix (a plain 500); so do we.
+        return Err(StoreError::InvalidKey(String::new()));
+    }
     let start_after = after.map(|a| format!("{prefix}{a}"));
     let mut keys = store.list_keys(prefix, start_after.as_deref(), limit + 1)?;
     let has_more = keys.len() > limit;
@@ -128,8 +134,19 @@ mod tests {
         assert_eq!(parse_limit(Some("5000")).unwrap(), 1000);
         assert_eq!(parse_limit(Some("9007199254740991")).unwrap(), 1000);
         for bad in [
-            "", "0", "-1", "010", "+5", " 5", "5 ", "5abc", "1e3", "1.0", "abc",
-            "12345678901234567890", "9007199254740993",
+            "",
+            "0",
+            "-1",
+            "010",
+            "+5",
+            " 5",
+            "5 ",
+            "5abc",
+            "1e3",
+            "1.0",
+            "abc",
+            "12345678901234567890",
+            "9007199254740993",
         ] {
             assert!(
                 matches!(parse_limit(Some(bad)), Err(SyncError::InvalidListLimit)),
@@ -143,7 +160,10 @@ mod tests {
         let col = |p: &str| CollectionConfig::new("c", p, vec![], vec![]);
         assert_eq!(prefix_template("days/{user}/{day}"), "days/{user}");
         assert_eq!(prefix_template("{day}"), "");
-        assert_eq!(list_prefix(&col("days/{user}/{day}"), &[("user", "u1")]), "days/u1/");
+        assert_eq!(
+            list_prefix(&col("days/{user}/{day}"), &[("user", "u1")]),
+            "days/u1/"
+        );
         assert_eq!(list_prefix::<&str, &str>(&col("{day}"), &[]), "");
         assert_eq!(route_len(&col("days/{user}/{day}")), 2);
         assert_eq!(route_len(&col("{day}")), 0);
@@ -152,7 +172,14 @@ mod tests {
     #[test]
     fn pages() {
         let store = MemoryStore::new();
-        for k in ["d/u/b", "d/u/a", "d/u/c", "d/u/c/_keyring", "d/v/z", "d/u2/x"] {
+        for k in [
+            "d/u/b",
+            "d/u/a",
+            "d/u/c",
+            "d/u/c/_keyring",
+            "d/v/z",
+            "d/u2/x",
+        ] {
             store.put(k, b"{}").unwrap();
         }
         let page = |after: Option<&str>, limit| {
@@ -163,8 +190,18 @@ mod tests {
             r#"{"items":["a","b","c","c/_keyring"],"hasMore":false}"#
         );
         assert_eq!(page(None, 2), r#"{"items":["a","b"],"hasMore":true}"#);
-        assert_eq!(page(Some("b"), 2), r#"{"items":["c","c/_keyring"],"hasMore":false}"#);
-        assert_eq!(page(Some("c/_keyring"), 2), r#"{"items":[],"hasMore":false}"#);
+        assert_eq!(
+            page(Some("b"), 2),
+            r#"{"items":["c","c/_keyring"],"hasMore":false}"#
+        );
+        assert_eq!(
+            page(Some("c/_keyring"), 2),
+            r#"{"items":[],"hasMore":false}"#
+        );
         assert_eq!(page(Some("0"), 1), r#"{"items":["a"],"hasMore":true}"#);
+        assert!(matches!(
+            run(&store, "", None, 10),
+            Err(StoreError::InvalidKey(_))
+        ));
     }
 }

@@ -59,7 +59,10 @@ pub(crate) fn js_to_number(v: &Value) -> f64 {
                 "" => 0.0,
                 "Infinity" | "+Infinity" => f64::INFINITY,
                 "-Infinity" => f64::NEG_INFINITY,
-                t if t.bytes().all(|b| b.is_ascii_digit() || b".+-eE".contains(&b)) => {
+                t if t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b)) =>
+                {
                     t.parse().unwrap_or(f64::NAN)
                 }
                 _ => f64::NAN,

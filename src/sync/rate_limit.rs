@@ -173,7 +173,7 @@ impl Limiter {
             Bucket::IdentityIp => table.hash(&(2u8, identity, caller.ip)),
         };
         let count = table.increment(key, now_ms, self.window_ms);
-        !(f64::from(count) > self.max_requests)
+        !over_limit(count, self.max_requests)
     }
 
     /// Buckets currently held (for tests and diagnostics).
@@ -188,6 +188,18 @@ impl Limiter {
             .unwrap_or_else(|e| e.into_inner())
             .heap_bytes()
     }
+}
+
+/// The official `entry.expiresAt <= t` (false for a NaN window end: such a
+/// window never ends).
+fn window_ended(expires_at: f64, now: f64) -> bool {
+    expires_at <= now
+}
+
+/// The official `count > maxRequests` (false for a NaN maximum: it never
+/// refuses).
+fn over_limit(count: u32, max_requests: f64) -> bool {
+    f64::from(count) > max_requests
 }
 
 /// 16 bytes: a bucket's count (saturating), its window end and the
@@ -243,7 +255,7 @@ impl Table {
     /// window, after this request.
     fn increment(&mut self, key: u64, now: f64, window: f64) -> u32 {
         if let Some(c) = self.map.get_mut(&key) {
-            if !(c.expires_at <= now) {
+            if !window_ended(c.expires_at, now) {
                 c.count = c.count.saturating_add(1);
                 return c.count;
             }
@@ -279,7 +291,7 @@ impl Table {
         while let Some(&(key, generation)) = self.order.front() {
             match self.map.get(&key) {
                 Some(c) if c.generation == generation => {
-                    if !(c.expires_at <= now) {
+                    if !window_ended(c.expires_at, now) {
                         break;
                     }
                     self.map.remove(&key);
@@ -301,7 +313,11 @@ impl Table {
     }
 
     fn remove_if_current(&mut self, key: u64, generation: u32) -> bool {
-        if self.map.get(&key).is_some_and(|c| c.generation == generation) {
+        if self
+            .map
+            .get(&key)
+            .is_some_and(|c| c.generation == generation)
+        {
             self.map.remove(&key);
             true
         } else {
@@ -538,8 +554,17 @@ mod tests {
         }
     }
 
-    fn run(l: &RateLimits, ns: Option<&str>, col: &str, a: RateAction, c: &Caller, n: usize) -> Vec<bool> {
-        (0..n).map(|_| l.check(ns, col, a, c, 1_000).is_ok()).collect()
+    fn run(
+        l: &RateLimits,
+        ns: Option<&str>,
+        col: &str,
+        a: RateAction,
+        c: &Caller,
+        n: usize,
+    ) -> Vec<bool> {
+        (0..n)
+            .map(|_| l.check(ns, col, a, c, 1_000).is_ok())
+            .collect()
     }
 
     const COL: &str = r#""storagePath":"p/{id}","readRoles":["public"],"writeRoles":["public"]"#;
@@ -557,13 +582,19 @@ mod tests {
         ));
         let c = l.collection(None, "c").unwrap();
         assert_eq!((c.push.len(), c.pull.len(), c.list.len()), (1, 0, 0));
-        assert_eq!((c.push[0].window_ms(), c.push[0].max_requests()), (9.0, 2.0));
+        assert_eq!(
+            (c.push[0].window_ms(), c.push[0].max_requests()),
+            (9.0, 2.0)
+        );
         // `rateLimit: true` with a global: the global numbers.
         let l = limits(&format!(
             r#"{{"rateLimit":{{"windowMs":7,"maxRequests":3}},"collections":[{{"name":"c",{COL},"rateLimit":true}}]}}"#
         ));
         let c = l.collection(None, "c").unwrap();
-        assert_eq!((c.push[0].window_ms(), c.push[0].max_requests()), (7.0, 3.0));
+        assert_eq!(
+            (c.push[0].window_ms(), c.push[0].max_requests()),
+            (7.0, 3.0)
+        );
         // Explicit per-action rules: dim -> rule -> flat -> global.
         let l = limits(&format!(
             r#"{{"rateLimit":{{"windowMs":5,"maxRequests":5}},"collections":[{{"name":"c",{COL},
@@ -573,12 +604,21 @@ mod tests {
         let c = l.collection(None, "c").unwrap();
         assert_eq!(c.pull.len(), 1);
         assert_eq!(c.pull[0].bucket(), Bucket::Ip);
-        assert_eq!((c.pull[0].window_ms(), c.pull[0].max_requests()), (100.0, 2.0));
+        assert_eq!(
+            (c.pull[0].window_ms(), c.pull[0].max_requests()),
+            (100.0, 2.0)
+        );
         assert_eq!(c.list.len(), 2);
         assert_eq!(c.list[0].bucket(), Bucket::Identity);
-        assert_eq!((c.list[0].window_ms(), c.list[0].max_requests()), (100.0, 4.0));
+        assert_eq!(
+            (c.list[0].window_ms(), c.list[0].max_requests()),
+            (100.0, 4.0)
+        );
         assert_eq!(c.list[1].bucket(), Bucket::Ip);
-        assert_eq!((c.list[1].window_ms(), c.list[1].max_requests()), (50.0, 5.0));
+        assert_eq!(
+            (c.list[1].window_ms(), c.list[1].max_requests()),
+            (50.0, 5.0)
+        );
         assert_eq!(c.push.len(), 1, "implicit push rule from flat + global");
         // Bundle members: push only.
         let l = limits(&format!(
@@ -608,16 +648,32 @@ mod tests {
         let anon1 = who(None, "10.0.0.1");
         let anon2 = who(Some(""), "10.0.0.2");
         // identity: one budget per identity; anonymous callers by address.
-        assert_eq!(run(&l, None, "c", RateAction::Pull, &a, 3), [true, true, false]);
+        assert_eq!(
+            run(&l, None, "c", RateAction::Pull, &a, 3),
+            [true, true, false]
+        );
         assert_eq!(run(&l, None, "c", RateAction::Pull, &b, 2), [true, true]);
-        assert_eq!(run(&l, None, "c", RateAction::Pull, &anon1, 3), [true, true, false]);
-        assert_eq!(run(&l, None, "c", RateAction::Pull, &anon2, 2), [true, true]);
+        assert_eq!(
+            run(&l, None, "c", RateAction::Pull, &anon1, 3),
+            [true, true, false]
+        );
+        assert_eq!(
+            run(&l, None, "c", RateAction::Pull, &anon2, 2),
+            [true, true]
+        );
         // ip: identities share their address's budget.
         assert_eq!(run(&l, None, "c", RateAction::Push, &a, 2), [true, true]);
         assert_eq!(run(&l, None, "c", RateAction::Push, &b, 1), [false]);
         // two dimensions: 2 per identity AND 3 per address.
-        assert_eq!(run(&l, None, "c", RateAction::List, &a, 3), [true, true, false]);
-        assert_eq!(run(&l, None, "c", RateAction::List, &b, 1), [false], "4th from the address");
+        assert_eq!(
+            run(&l, None, "c", RateAction::List, &a, 3),
+            [true, true, false]
+        );
+        assert_eq!(
+            run(&l, None, "c", RateAction::List, &b, 1),
+            [false],
+            "4th from the address"
+        );
         let c = who(Some("carol"), "10.0.0.9");
         assert_eq!(run(&l, None, "c", RateAction::List, &c, 2), [true, true]);
     }
@@ -697,7 +753,10 @@ mod tests {
         assert_eq!(lim.buckets(), 1);
         // Clock going backwards: stale order items never break the bound.
         for t in (0..200).rev() {
-            lim.hit(&who(Some(["x", "y", "z", "w"][t % 4]), "10.0.0.1"), t as f64 * 1000.0);
+            lim.hit(
+                &who(Some(["x", "y", "z", "w"][t % 4]), "10.0.0.1"),
+                t as f64 * 1000.0,
+            );
             let tb = lim.table.lock().unwrap();
             assert!(tb.map.len() <= 3 && tb.order.len() <= 6);
         }

@@ -460,8 +460,14 @@ mod tests {
         assert!(!p.matches("file-.json") && !p.matches("file-1.txt") && !p.matches("x-1.json"));
         let p = SegPattern::parse("{a}-{b}");
         assert!(p.matches("1-2") && p.matches("1--2") && !p.matches("1-") && !p.matches("-2"));
-        assert_eq!(SegPattern::parse("{a-b}"), SegPattern::Exact("{a-b}".into()));
-        assert_eq!(SegPattern::parse("plain"), SegPattern::Exact("plain".into()));
+        assert_eq!(
+            SegPattern::parse("{a-b}"),
+            SegPattern::Exact("{a-b}".into())
+        );
+        assert_eq!(
+            SegPattern::parse("plain"),
+            SegPattern::Exact("plain".into())
+        );
     }
 
     const TTL_CONFIG: &str = r#"{"collections":[
@@ -479,10 +485,22 @@ mod tests {
     fn the_plan_knows_who_owns_a_key() {
         let p = plan(TTL_CONFIG);
         let names: Vec<&str> = (0..p.len()).map(|t| p.target_name(t)).collect();
-        assert_eq!(names, ["t", "long", "m"], "binary and non-numeric TTLs are not swept");
+        assert_eq!(
+            names,
+            ["t", "long", "m"],
+            "binary and non-numeric TTLs are not swept"
+        );
         assert_eq!(p.sweep_ttl("notes/a"), Some(1000.0));
-        assert_eq!(p.sweep_ttl("notes/pinned"), None, "a TTL-less collection owns it too");
-        assert_eq!(p.sweep_ttl("notes/long"), Some(5000.0), "the longest TTL decides");
+        assert_eq!(
+            p.sweep_ttl("notes/pinned"),
+            None,
+            "a TTL-less collection owns it too"
+        );
+        assert_eq!(
+            p.sweep_ttl("notes/long"),
+            Some(5000.0),
+            "the longest TTL decides"
+        );
         assert_eq!(p.sweep_ttl("notes/a/sub"), None);
         assert_eq!(p.sweep_ttl("notes/a/_keyring"), None);
         assert_eq!(p.sweep_ttl("b/x/m"), Some(1000.0));
@@ -509,7 +527,11 @@ mod tests {
         assert_eq!(page.next, None);
         let page = p.scan_page(&store, 1, None, 10_000).unwrap();
         assert_eq!(page.expired, ["notes/long"]);
-        assert!(p.scan_page(&store, 1, None, 5_999).unwrap().expired.is_empty());
+        assert!(p
+            .scan_page(&store, 1, None, 5_999)
+            .unwrap()
+            .expired
+            .is_empty());
         let page = p.scan_page(&store, 2, None, 10_000).unwrap();
         assert_eq!(page.expired, ["b/x/m"]);
         // The re-check under the lock: a document rewritten since the scan stays.
@@ -526,13 +548,23 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let total = SWEEP_PAGE * 2 + 17;
         for i in 0..total {
-            put_doc(&*store, &format!("notes/k{i:05}"), if i % 3 == 0 { 9_999.0 } else { 5.0 });
+            put_doc(
+                &*store,
+                &format!("notes/k{i:05}"),
+                if i % 3 == 0 { 9_999.0 } else { 5.0 },
+            );
         }
         fn clock() -> i64 {
             10_000
         }
-        let sweeper = Sweeper::new(p, store.clone(), false, Arc::new(KeyLocks::new()), DEFAULT_SWEEP_INTERVAL)
-            .with_clock(clock);
+        let sweeper = Sweeper::new(
+            p,
+            store.clone(),
+            false,
+            Arc::new(KeyLocks::new()),
+            DEFAULT_SWEEP_INTERVAL,
+        )
+        .with_clock(clock);
         let deleted = futures_lite::future::block_on(sweeper.sweep(0));
         let expected = (0..total).filter(|i| i % 3 != 0).count();
         assert_eq!(deleted, expected);
