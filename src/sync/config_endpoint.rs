@@ -185,6 +185,17 @@ mod tests {
     }
 
     #[test]
+    fn explicit_nulls() {
+        // Official: "maxBodyBytes":null,"encryption":null (COMPATIBILITY.md).
+        let cfg = r#"{"collections":[{"name":"n","storagePath":"n","readRoles":["r"],
+            "writeRoles":["w"],"maxBodyBytes":null,"encryption":null}]}"#;
+        assert_eq!(
+            body(cfg, ConfigEndpoint::Public, &[]),
+            r#"{"collections":[{"name":"n","maxBodyBytes":0,"allowedMimeTypes":["application/json"]}]}"#
+        );
+    }
+
+    #[test]
     fn modes_parse() {
         assert_eq!("public".parse(), Ok(ConfigEndpoint::Public));
         assert_eq!("role-filtered".parse(), Ok(ConfigEndpoint::RoleFiltered));
