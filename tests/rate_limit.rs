@@ -300,3 +300,31 @@ fn windows_end() {
     std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(s.get("/v1/pull/short/a").status, 200);
 }
+
+#[test]
+fn the_bucket_bound_drops_the_oldest_bucket() {
+    // --rate-limit-buckets 2: a third client's bucket pushes out the first
+    // one's, whose count restarts (memory stays bounded; nobody is locked out).
+    let s = Setup::new(CONFIG)
+        .tweak(|o| {
+            o.trusted_proxies = TrustedProxies::new(vec!["127.0.0.1".parse().unwrap()]);
+            o.rate_limit_buckets = 2;
+        })
+        .start();
+    let pull = |ip: &str| get_from(&s, "/v1/pull/byip/a", ip);
+    assert_eq!(pull("198.51.100.1").status, 200);
+    assert_eq!(pull("198.51.100.2").status, 200);
+    pull("198.51.100.1").assert_error(429, "Rate limit exceeded");
+    pull("198.51.100.2").assert_error(429, "Rate limit exceeded");
+    assert_eq!(
+        pull("198.51.100.3").status,
+        200,
+        "a new client is always admitted"
+    );
+    assert_eq!(
+        pull("198.51.100.1").status,
+        200,
+        "the oldest bucket was dropped"
+    );
+    pull("198.51.100.3").assert_error(429, "Rate limit exceeded");
+}
