@@ -3,11 +3,13 @@
 //! Pure and allocation-light: matching walks the config in the official
 //! registration order (health; config; root collections, each with its
 //! pull, list and push routes; root bundles; root batch; then each
-//! namespace's collections, bundles and batch) and returns the first match. Matching is on raw path segments; only values bound to a
+//! namespace's collections, bundles and batch) and returns the first
+//! match. Matching is on raw path segments; only values bound to a
 //! `{param}` are percent-decoded. No match (unknown path, wrong method,
 //! trailing slash, empty segment) is the plain-text 404.
 
 use crate::config::{bundle_groups, CollectionConfig, Segment, SyncConfig};
+use crate::sync::list;
 use std::sync::Arc;
 
 /// What a request asks for.
@@ -155,39 +157,45 @@ impl Router {
                 }
                 None
             }
-            ("list", true) => {
-                for c in cols.iter().filter(|c| crate::sync::list::is_listable(c)) {
-                    let route = &c.route_segments()[..crate::sync::list::route_len(c)];
-                    // A one-segment storage path lists at `/list/` exactly.
-                    let raw: &[&str] = match (route.is_empty(), rest) {
-                        (true, [""]) => &[],
-                        (true, _) => continue,
-                        (false, r) => r,
-                    };
-                    if raw.len() != route.len() || !route.iter().zip(raw).all(|(s, r)| s.matches(r))
-                    {
-                        continue;
-                    }
-                    let params = route
-                        .iter()
-                        .zip(raw)
-                        .filter_map(|(s, r)| match s {
-                            Segment::Param(name) => Some((name.clone(), decode_param(r))),
-                            _ => None,
-                        })
-                        .collect();
-                    return Some(Action::List(Target {
+            ("list", true) => cols.iter().filter(|c| list::is_listable(c)).find_map(|c| {
+                list_params(c, rest).map(|params| {
+                    Action::List(Target {
                         namespace,
                         collection: c,
                         params,
-                    }));
-                }
-                None
-            }
+                    })
+                })
+            }),
             ("batch", true) if rest == ["pull"] => Some(Action::Batch { namespace }),
             _ => None,
         }
     }
+}
+
+/// Match the segments after `/list/` against a listable collection's list
+/// route (its storage path without the last segment); the decoded
+/// parameters on success. A one-segment storage path lists at `/list/`
+/// exactly.
+fn list_params(c: &CollectionConfig, rest: &[&str]) -> Option<Vec<(String, String)>> {
+    let route = &c.route_segments()[..list::route_len(c)];
+    let raw: &[&str] = match (route.is_empty(), rest) {
+        (true, [""]) => &[],
+        (true, _) => return None,
+        (false, r) => r,
+    };
+    if raw.len() != route.len() || !route.iter().zip(raw).all(|(s, r)| s.matches(r)) {
+        return None;
+    }
+    Some(
+        route
+            .iter()
+            .zip(raw)
+            .filter_map(|(s, r)| match s {
+                Segment::Param(name) => Some((name.clone(), decode_param(r))),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// Hono's parameter decoding: each run of `%XX` escapes is decoded as UTF-8

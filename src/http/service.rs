@@ -400,11 +400,11 @@ impl Service {
         };
         let want_keyring = with_keyring && keyring_allowed;
         let now = ctx.now;
-        let ttl = ttl::ttl_ms(col);
+        let has_ttl = ttl::ttl_ms(col).is_some();
         let (fast, doc, keyring) = self
             .store_op(move |s| {
                 let raw = s.get(&key)?;
-                if !want_keyring && ttl.is_none() {
+                if !want_keyring && !has_ttl {
                     if let Some(spliced) =
                         raw.as_deref().and_then(|r| doc::splice_pull_answer(r, now))
                     {
@@ -435,13 +435,8 @@ impl Service {
             doc::Read::Doc(d) => Some(d),
             _ => None,
         };
-        if doc
-            .as_ref()
-            .is_some_and(|d| ttl.is_some_and(|ttl| ttl::is_expired(d.ts, ttl, ctx.now)))
-        {
-            // The official answer for an expired document: the empty one,
-            // without keyring or author fields; Cache-Control stays.
-            let mut res = json_ok(&doc::pull_answer(None, ctx.now, None));
+        if let Some(body) = ttl::expired_pull_answer(col, doc.as_ref(), ctx.now) {
+            let mut res = json_ok(&body);
             add_cache_control(&mut res, col);
             return Ok(res);
         }

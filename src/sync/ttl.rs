@@ -73,6 +73,19 @@ pub fn doc_expired(col: &CollectionConfig, doc: &StoredDoc, now_ms: i64) -> bool
     ttl_ms(col).is_some_and(|ttl| is_expired(doc.ts, ttl, now_ms))
 }
 
+/// The standalone pull answer when `doc` (the stored document of `col`)
+/// is expired: the official empty answer, without keyring or author fields
+/// (the caller keeps `Cache-Control` and sends no `ETag`). `None`: not
+/// expired, answer as usual. Append-only pulls use it too.
+pub fn expired_pull_answer(
+    col: &CollectionConfig,
+    doc: Option<&StoredDoc>,
+    now_ms: i64,
+) -> Option<crate::proto::json::Value> {
+    doc.filter(|d| doc_expired(col, d, now_ms))
+        .map(|_| doc::pull_answer(None, now_ms, None))
+}
+
 /// One `/`-segment of a storage-path template, for matching stored keys.
 #[derive(Clone, Debug, PartialEq)]
 enum SegPattern {
