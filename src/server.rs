@@ -186,7 +186,7 @@ impl Server {
                 log::info!(
                     "ttl sweep of {} collection(s) every {} ms",
                     plan.len(),
-                    interval.as_millis()
+                    interval.as_millis() as u64
                 );
                 Sweeper::new(plan, store.clone(), blocking, service.locks(), interval)
             })
@@ -257,12 +257,8 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || async_io::block_on(ex.run(rx.recv())));
             }
-            let sweeper_task = self.sweeper.map(|sweeper| {
-                let rx = stop_rx.clone();
-                ex.spawn(sweeper.run(async move {
-                    let _ = rx.recv().await;
-                }))
-            });
+            // Cancelled when dropped, after the server has stopped.
+            let sweeper_task = self.sweeper.map(|sweeper| ex.spawn(sweeper.run()));
             let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
                 ex.spawn(manager.run(SchedulerOptions::default(), async move {
@@ -277,9 +273,7 @@ impl Server {
                 shutdown,
             )));
             stop_tx.close();
-            if let Some(task) = sweeper_task {
-                async_io::block_on(ex.run(task));
-            }
+            drop(sweeper_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
                 async_io::block_on(ex.run(task));

@@ -71,7 +71,7 @@ use crate::config::SyncConfig;
 use crate::proto::json::Value;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -164,14 +164,13 @@ impl Limiter {
     pub fn hit(&self, caller: &Caller<'_>, now_ms: f64) -> bool {
         let identity = caller.identity.filter(|i| !i.is_empty());
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let key = match self.bucket {
-            Bucket::Identity => match identity {
-                Some(id) => table.hash(&(0u8, id)),
-                None => table.hash(&(1u8, caller.ip)),
-            },
-            Bucket::Ip => table.hash(&(1u8, caller.ip)),
-            Bucket::IdentityIp => table.hash(&(2u8, identity, caller.ip)),
+        // (kind, identity, address): one tuple type, so one hash function.
+        let parts = match (self.bucket, identity) {
+            (Bucket::Identity, Some(id)) => (0u8, Some(id), None),
+            (Bucket::Identity | Bucket::Ip, _) => (1u8, None, caller.ip),
+            (Bucket::IdentityIp, id) => (2u8, id, caller.ip),
         };
+        let key = table.hasher.hash_one(parts);
         let count = table.increment(key, now_ms, self.window_ms);
         !over_limit(count, self.max_requests)
     }
@@ -187,6 +186,24 @@ impl Limiter {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .heap_bytes()
+    }
+}
+
+/// A hasher for keys that are hashes already (the bucket table's `u64`s).
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -216,7 +233,8 @@ struct Counter {
 #[derive(Debug)]
 struct Table {
     hasher: RandomState,
-    map: HashMap<u64, Counter>,
+    /// Keys are already keyed SipHash values: the map does not hash again.
+    map: HashMap<u64, Counter, BuildHasherDefault<PassThrough>>,
     /// (key, generation), oldest first. An item whose generation no longer
     /// matches the map's is stale and skipped.
     order: VecDeque<(u64, u32)>,
@@ -228,7 +246,7 @@ impl Table {
     fn new(max: usize) -> Self {
         Table {
             hasher: RandomState::new(),
-            map: HashMap::new(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             max: max.max(1),
             next_generation: 0,
@@ -245,10 +263,6 @@ impl Table {
         let buckets = (self.map.capacity() * 8).div_ceil(7).next_power_of_two();
         buckets * (std::mem::size_of::<(u64, Counter)>() + 1)
             + self.order.capacity() * std::mem::size_of::<(u64, u32)>()
-    }
-
-    fn hash<T: std::hash::Hash>(&self, key: &T) -> u64 {
-        self.hasher.hash_one(key)
     }
 
     /// The official `increment(key, windowMs)`: the count in the current
@@ -370,7 +384,7 @@ impl CollectionLimits {
 pub struct RateLimits {
     /// (namespace, collection name → limits); only collections with at
     /// least one counter are present.
-    scopes: Vec<(Option<String>, HashMap<String, CollectionLimits>)>,
+    scopes: Vec<(Option<String>, Vec<(String, CollectionLimits)>)>,
 }
 
 /// `v[key]` when not nullish.
@@ -483,7 +497,7 @@ impl RateLimits {
                     );
                     (!limits.is_empty()).then(|| (c.name.clone(), limits))
                 })
-                .collect::<HashMap<_, _>>()
+                .collect::<Vec<_>>()
         };
         let mut scopes = vec![(None, scope(&config.collections))];
         for (name, ns) in &config.namespaces {
@@ -503,7 +517,7 @@ impl RateLimits {
         self.scopes
             .iter()
             .find(|(ns, _)| ns.as_deref() == namespace)
-            .and_then(|(_, m)| m.get(name))
+            .and_then(|(_, m)| m.iter().find(|(n, _)| n == name).map(|(_, l)| l))
     }
 
     /// Whether this collection's `action` has any counter (so the caller

@@ -38,7 +38,6 @@ use super::{js_to_number, store_call};
 use crate::config::{CollectionConfig, SyncConfig};
 use crate::store::{Store, StoreError};
 use crate::timer_wheel::TimerWheel;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -315,6 +314,18 @@ impl SweepPlan {
     }
 }
 
+/// One blocking step of a sweep: list and read a page after a key, or
+/// remove the keys found expired (the caller holds their write locks).
+enum Step {
+    Scan(Option<String>),
+    Remove(Vec<String>),
+}
+
+enum StepOut {
+    Page(Page),
+    Removed(usize),
+}
+
 /// Runs the sweep of every TTL collection on a timer wheel.
 pub struct Sweeper {
     plan: Arc<SweepPlan>,
@@ -361,33 +372,22 @@ impl Sweeper {
         let mut after: Option<String> = None;
         let mut deleted = 0;
         loop {
-            let plan = self.plan.clone();
-            let now = (self.clock)();
-            let from = after.clone();
-            let page = store_call(&self.store, self.blocking, move |s| {
-                plan.scan_page(s, t, from.as_deref(), now)
-            })
-            .await;
-            let page = match page {
-                Ok(p) => p,
+            let page = match self.step(t, Step::Scan(after.take())).await {
+                Ok(StepOut::Page(p)) => p,
+                Ok(StepOut::Removed(_)) => return deleted,
                 Err(e) => {
                     log::error!("ttl sweep of {}: {e}", self.plan.target_name(t));
                     return deleted;
                 }
             };
-            for key in page.expired {
-                let _guard = self.locks.lock(&key).await;
-                let plan = self.plan.clone();
-                let now = (self.clock)();
-                let k = key.clone();
-                match store_call(&self.store, self.blocking, move |s| {
-                    plan.remove_if_expired(s, &k, now)
-                })
-                .await
-                {
-                    Ok(true) => deleted += 1,
-                    Ok(false) => {}
-                    Err(e) => log::error!("ttl sweep: cannot remove {key:?}: {e}"),
+            if !page.expired.is_empty() {
+                // Keys come sorted from the listing: a consistent lock order.
+                let mut guards = Vec::with_capacity(page.expired.len());
+                for key in &page.expired {
+                    guards.push(self.locks.lock(key).await);
+                }
+                if let Ok(StepOut::Removed(n)) = self.step(t, Step::Remove(page.expired)).await {
+                    deleted += n;
                 }
             }
             match page.next {
@@ -404,10 +404,36 @@ impl Sweeper {
         deleted
     }
 
-    /// Run until `shutdown` resolves: each TTL collection is swept at start
-    /// (staggered over the first interval), then once per interval after
-    /// its previous sweep ended.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// Run one step on the store (one closure type for both steps, so one
+    /// blocking-pool instantiation).
+    async fn step(&self, t: usize, step: Step) -> Result<StepOut, StoreError> {
+        let plan = self.plan.clone();
+        let now = (self.clock)();
+        store_call(&self.store, self.blocking, move |s| match step {
+            Step::Scan(after) => plan
+                .scan_page(s, t, after.as_deref(), now)
+                .map(StepOut::Page),
+            Step::Remove(keys) => {
+                let mut n = 0;
+                for key in keys {
+                    match plan.remove_if_expired(s, &key, now) {
+                        Ok(true) => n += 1,
+                        Ok(false) => {}
+                        Err(e) => log::error!("ttl sweep: cannot remove {key:?}: {e}"),
+                    }
+                }
+                Ok(StepOut::Removed(n))
+            }
+        })
+        .await
+    }
+
+    /// Run forever (stop it by dropping the future or its task): each TTL
+    /// collection is swept at start (staggered over the first interval),
+    /// then once per interval after its previous sweep ended. A deletion
+    /// in flight when it is dropped still completes (it runs on the
+    /// blocking pool); the rest of that sweep is simply not done.
+    pub async fn run(self) {
         if self.plan.is_empty() {
             return;
         }
@@ -419,23 +445,20 @@ impl Sweeper {
         for t in 0..self.plan.len() {
             wheel.insert(mono() + interval / n * t as u64, t);
         }
-        let work = async {
-            let mut due = Vec::new();
-            loop {
-                if let Some(at) = wheel.next_wake() {
-                    let wait = at.saturating_sub(mono());
-                    if wait > 0 {
-                        async_io::Timer::after(Duration::from_millis(wait)).await;
-                    }
-                }
-                wheel.advance(mono(), &mut due);
-                for t in due.drain(..) {
-                    self.sweep(t).await;
-                    wheel.insert(mono() + interval, t);
+        let mut due = Vec::new();
+        loop {
+            if let Some(at) = wheel.next_wake() {
+                let wait = at.saturating_sub(mono());
+                if wait > 0 {
+                    async_io::Timer::after(Duration::from_millis(wait)).await;
                 }
             }
-        };
-        futures_lite::future::or(work, shutdown).await;
+            wheel.advance(mono(), &mut due);
+            for t in due.drain(..) {
+                self.sweep(t).await;
+                wheel.insert(mono() + interval, t);
+            }
+        }
     }
 }
 
@@ -604,7 +627,7 @@ mod tests {
             Duration::from_millis(20),
         );
         let s2 = store.clone();
-        futures_lite::future::block_on(sweeper.run(async move {
+        futures_lite::future::block_on(futures_lite::future::or(sweeper.run(), async move {
             // First sweep at start removes notes/a; a later write that is
             // already expired is removed by a later sweep.
             for _ in 0..200 {
