@@ -379,12 +379,16 @@ impl CollectionLimits {
     }
 }
 
+/// The limited collections of one scope, by name (few: a list is smaller
+/// and as fast as a map here).
+type ScopeLimits = Vec<(String, CollectionLimits)>;
+
 /// Every rate limit of a config, by scope and collection name.
 #[derive(Debug, Default)]
 pub struct RateLimits {
     /// (namespace, collection name → limits); only collections with at
     /// least one counter are present.
-    scopes: Vec<(Option<String>, Vec<(String, CollectionLimits)>)>,
+    scopes: Vec<(Option<String>, ScopeLimits)>,
 }
 
 /// `v[key]` when not nullish.
