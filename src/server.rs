@@ -7,6 +7,7 @@
 
 use crate::auth::cap::{CapResolver, CapResolverConfig};
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
+use crate::http::client_ip::TrustedProxies;
 use crate::http::cors::CorsError;
 use crate::http::metrics::MetricsEndpoint;
 use crate::http::router::normalize_mount;
@@ -15,6 +16,9 @@ use crate::http::{serve_on, Handler, Middleware, ServerConfig};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
 use crate::store::{FsStore, MemoryStore, Store, StoreError};
+use crate::sync::config_endpoint::ConfigEndpoint;
+use crate::sync::rate_limit::DEFAULT_MAX_BUCKETS;
+use crate::sync::ttl::{SweepPlan, Sweeper, DEFAULT_SWEEP_INTERVAL};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,6 +57,16 @@ pub struct ServeOptions {
     pub middleware: Middleware,
     /// Metrics (off by default).
     pub metrics: MetricsOptions,
+    /// Proxies trusted to name the client in `X-Forwarded-For`
+    /// (`--trusted-proxy`, repeatable).
+    pub trusted_proxies: TrustedProxies,
+    /// Buckets per rate-limit counter (`--rate-limit-buckets`).
+    pub rate_limit_buckets: usize,
+    /// `GET /config` mode (`--config-endpoint`); off by default.
+    pub config_endpoint: Option<ConfigEndpoint>,
+    /// How often expired `ttlMs` documents are removed (`--ttl-sweep-ms`);
+    /// `None` never removes them (the official behaviour).
+    pub ttl_sweep: Option<std::time::Duration>,
 }
 
 /// What ends a listener's `serve_on` (one type for the main and the
@@ -92,6 +106,10 @@ impl Default for ServeOptions {
             replica: None,
             middleware: Middleware::default(),
             metrics: MetricsOptions::default(),
+            trusted_proxies: TrustedProxies::default(),
+            rate_limit_buckets: DEFAULT_MAX_BUCKETS,
+            config_endpoint: None,
+            ttl_sweep: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
@@ -158,6 +176,7 @@ pub struct Server {
     replica: Option<Arc<ReplicaManager>>,
     metrics: Option<Arc<Metrics>>,
     metrics_listener: Option<async_net::TcpListener>,
+    sweeper: Option<Sweeper>,
 }
 
 impl Server {
@@ -209,9 +228,23 @@ impl Server {
             ServiceOptions {
                 base_path: base.clone(),
                 blocking_store: blocking,
+                trusted_proxies: opts.trusted_proxies.clone(),
+                rate_limit_buckets: opts.rate_limit_buckets,
+                config_endpoint: opts.config_endpoint,
                 ..ServiceOptions::default()
             },
         );
+        let sweeper = opts.ttl_sweep.and_then(|interval| {
+            let plan = SweepPlan::new(&config);
+            (!plan.is_empty()).then(|| {
+                log::info!(
+                    "ttl sweep of {} collection(s) every {} ms",
+                    plan.len(),
+                    interval.as_millis() as u64
+                );
+                Sweeper::new(plan, store.clone(), blocking, service.locks(), interval)
+            })
+        });
         let replica = match &opts.replica {
             None => None,
             Some(path) => {
@@ -256,6 +289,7 @@ impl Server {
             replica,
             metrics,
             metrics_listener,
+            sweeper,
         })
     }
 
@@ -309,6 +343,8 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || async_io::block_on(ex.run(rx.recv())));
             }
+            // Cancelled when dropped, after the server has stopped.
+            let sweeper_task = self.sweeper.map(|sweeper| ex.spawn(sweeper.run()));
             let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
                 ex.spawn(manager.run(SchedulerOptions::default(), async move {
@@ -359,6 +395,7 @@ impl Server {
             if let Err(e) = metrics {
                 log::warn!("metrics listener: {e}");
             }
+            drop(sweeper_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
                 async_io::block_on(ex.run(task));

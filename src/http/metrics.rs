@@ -44,12 +44,15 @@ pub fn classify(method: Method, path: &str, mount: &str) -> RouteClass {
     };
     match (a, b, rest) {
         ("health", None, _) => RouteClass::Health,
+        ("config", None, _) => RouteClass::Config,
+        ("list", Some(_), _) => RouteClass::List,
         ("pull", Some(_), _) => RouteClass::Pull,
         ("push", Some(_), _) => RouteClass::Push,
         ("batch", Some("pull"), None) => RouteClass::Batch,
         (_, Some("pull"), Some(_)) => RouteClass::Pull,
         (_, Some("push"), Some(_)) => RouteClass::Push,
         (_, Some("batch"), Some("pull")) => RouteClass::Batch,
+        (_, Some("list"), Some(_)) => RouteClass::List,
         _ => RouteClass::Other,
     }
 }
@@ -154,6 +157,10 @@ mod tests {
         assert_eq!(c("/v1/demo/push/demo/board/main"), RouteClass::Push);
         assert_eq!(c("/v1/demo/batch/pull"), RouteClass::Batch);
         assert_eq!(c("/v1/health/x"), RouteClass::Other);
+        assert_eq!(c("/v1/config"), RouteClass::Config);
+        assert_eq!(c("/v1/list/"), RouteClass::List);
+        assert_eq!(c("/v1/list/public/notes"), RouteClass::List);
+        assert_eq!(c("/v1/demo/list/demo/board"), RouteClass::List);
         assert_eq!(c("/v1/pull"), RouteClass::Other);
         assert_eq!(c("/v1"), RouteClass::Other);
         assert_eq!(c("/health"), RouteClass::Other);

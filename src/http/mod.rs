@@ -11,6 +11,7 @@
 //! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]). |
 //! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
 //! | [`metrics`] | request counting and the `/metrics` endpoint |
+//! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
 //!
 //! ## Threads and executors
 //!
@@ -49,6 +50,7 @@
 //! must remove it after setting the body. The server itself never adds one to
 //! handler responses.
 
+pub mod client_ip;
 pub mod cors;
 pub mod framing;
 pub mod headers;

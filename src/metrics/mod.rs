@@ -99,12 +99,16 @@ impl Histogram {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RouteClass {
     Health,
+    /// `GET /config`.
+    Config,
     /// `/pull/...` (documents and bundles), also under a namespace.
     Pull,
     /// `/push/...` (documents and bundle members), also under a namespace.
     Push,
     /// `/batch/pull`, also under a namespace.
     Batch,
+    /// `/list/...`, also under a namespace.
+    List,
     /// Any `OPTIONS` request (CORS preflights).
     Options,
     /// The metrics endpoint itself.
@@ -114,11 +118,13 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
-    const ALL: [RouteClass; 7] = [
+    const ALL: [RouteClass; 9] = [
         RouteClass::Health,
+        RouteClass::Config,
         RouteClass::Pull,
         RouteClass::Push,
         RouteClass::Batch,
+        RouteClass::List,
         RouteClass::Options,
         RouteClass::Metrics,
         RouteClass::Other,
@@ -128,9 +134,11 @@ impl RouteClass {
     pub fn label(self) -> &'static str {
         match self {
             RouteClass::Health => "health",
+            RouteClass::Config => "config",
             RouteClass::Pull => "pull",
             RouteClass::Push => "push",
             RouteClass::Batch => "batch",
+            RouteClass::List => "list",
             RouteClass::Options => "options",
             RouteClass::Metrics => "metrics",
             RouteClass::Other => "other",
