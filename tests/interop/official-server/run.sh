@@ -16,16 +16,23 @@ root=$(cd "$here/../../.." && pwd)
 cd "$here"
 npm ci --no-audit --no-fund --silent
 
-pids=""
 logs=""
-trap 'for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -f $logs' EXIT INT TERM
+# start_server runs in a command substitution (a subshell), so it leaves
+# each server's pid in LOGFILE.pid for this trap to stop.
+stop_servers() {
+  for l in $logs; do
+    if [ -f "$l.pid" ]; then kill "$(cat "$l.pid")" 2>/dev/null || true; rm -f "$l.pid"; fi
+    rm -f "$l"
+  done
+}
+trap stop_servers EXIT INT TERM
 
 # start_server LOGFILE [ENV=VALUE ...]: start server.mjs, print its port.
 start_server() {
   log=$1; shift
   env PORT=0 "$@" node "$here/server.mjs" >"$log" 2>&1 &
   pid=$!
-  pids="$pids $pid"
+  echo "$pid" >"$log.pid"
   i=0
   while [ $i -lt 150 ]; do
     port=$(sed -n 's/^LISTENING //p' "$log")
