@@ -440,8 +440,11 @@ fn collection_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<Str
                 .iter()
                 .any(|a| uses_ip(field(rl, a))))
         {
+            // The official text says the TypeScript server has no socket IP;
+            // we key on the TCP peer, so the caveat that still holds is the
+            // reverse proxy's (see COMPATIBILITY.md).
             out.push(format!(
-                "{who}: rateLimit uses IP-based bucketing (bucket \"ip\"/\"identity+ip\" or an \"ip\" sub-limit). The TypeScript server has no portable socket IP — without an X-Forwarded-For header the ip part collapses to a shared \"anonymous\" bucket (a per-IP limit becomes global). Run behind a proxy that sets X-Forwarded-For."
+                "{who}: rateLimit uses IP-based bucketing (bucket \"ip\"/\"identity+ip\" or an \"ip\" sub-limit). starfish-rs keys the ip part on the TCP peer address — behind a reverse proxy every client shares the proxy's address unless the proxy is listed with --trusted-proxy (X-Forwarded-For is believed only from those addresses)."
             ));
         }
     }
@@ -474,10 +477,6 @@ pub(crate) fn warnings(config: &SyncConfig) -> Vec<String> {
         );
     }
     // starfish-rs additions, after the official list.
-    let not_supported = |f: &str| format!("{f} is not supported by starfish-rs and is ignored");
-    if config.rate_limit.is_some() {
-        out.push(not_supported("rateLimit"));
-    }
     unsupported_warnings(&config.collections, "", &mut out);
     for (name, ns) in &config.namespaces {
         let scope = format!("Namespace \"{name}\": ");

@@ -51,6 +51,8 @@ pub struct Setup {
     pub port: u16,
     /// Revocation file (`--revocations`).
     pub revocations: Option<PathBuf>,
+    /// Any other server option (`--trusted-proxy`, `--config-endpoint`, ...).
+    pub tweak: fn(&mut ServeOptions),
 }
 
 impl Setup {
@@ -62,7 +64,13 @@ impl Setup {
             replica: None,
             port: 0,
             revocations: None,
+            tweak: |_| {},
         }
+    }
+    /// Adjust the server options before start.
+    pub fn tweak(mut self, f: fn(&mut ServeOptions)) -> Self {
+        self.tweak = f;
+        self
     }
     pub fn replica(mut self, settings: &str) -> Self {
         self.replica = Some(settings.to_owned());
@@ -110,7 +118,7 @@ impl TestServer {
             std::fs::write(&p, text).expect("write replica settings");
             p
         });
-        let opts = ServeOptions {
+        let mut opts = ServeOptions {
             config: Some(config_path),
             listen: SocketAddr::from(([127, 0, 0, 1], setup.port)),
             store: StoreChoice::Dir(data_dir.clone()),
@@ -123,11 +131,12 @@ impl TestServer {
                 shutdown_grace: Duration::from_millis(200),
                 ..ServerConfig::default()
             },
-            max_body_bytes: None,
             threads: 2,
             replica,
             revocations: setup.revocations,
+            ..ServeOptions::default()
         };
+        (setup.tweak)(&mut opts);
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
         let (tx, rx) = async_channel::bounded::<()>(1);
