@@ -425,8 +425,34 @@ pub fn parse_config(text: &[u8]) -> Result<LoadedConfig, ConfigError> {
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
+    let errors = build_refusals(&config);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
     let warnings = validate::warnings(&config);
     Ok(LoadedConfig { config, warnings })
+}
+
+/// Security keys this build cannot enforce: a config using them is refused
+/// (never served with the key ignored). Only `objectSchema` without the
+/// `object-schema` cargo feature.
+#[cfg(feature = "object-schema")]
+fn build_refusals(_config: &SyncConfig) -> Vec<String> {
+    Vec::new()
+}
+#[cfg(not(feature = "object-schema"))]
+fn build_refusals(config: &SyncConfig) -> Vec<String> {
+    config
+        .all_collections()
+        .filter(|(_, col)| col.extended.object_schema.is_some())
+        .map(|(ns, col)| {
+            format!(
+                "{}Collection \"{}\": objectSchema needs the `object-schema` cargo feature, which this build of starfish-rs does not have (it would accept unvalidated data); use a default build",
+                ns.map(|n| format!("Namespace \"{n}\": ")).unwrap_or_default(),
+                col.name
+            )
+        })
+        .collect()
 }
 
 /// Validate an already-built config (`validateConfig`): the errors in the

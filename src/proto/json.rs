@@ -40,6 +40,7 @@ impl JsString {
     }
     /// Build from bytes taken from (parts of) other `JsString`s, split
     /// only at ASCII bytes, so they are still WTF-8.
+    #[cfg_attr(not(feature = "object-schema"), allow(dead_code))]
     pub(crate) fn from_wtf8_bytes(bytes: &[u8]) -> Self {
         JsString(bytes.into())
     }
