@@ -967,7 +967,8 @@ impl Compiler<'_> {
         }
         if used(Group::Number) {
             // In Ajv's order, whatever the order in the schema.
-            let kinds: [(&str, fn(f64) -> NumberKw); 5] = [
+            type Make = fn(f64) -> NumberKw;
+            let kinds: [(&str, Make); 5] = [
                 ("maximum", NumberKw::Maximum),
                 ("minimum", NumberKw::Minimum),
                 ("exclusiveMaximum", NumberKw::ExclusiveMaximum),

@@ -1,7 +1,9 @@
-//! `objectSchema` in a build without the `object-schema` feature: every
-//! schema is unusable, so pushes of object data to such a collection are
-//! refused with the official uncompilable-schema answer (500) instead of
-//! being accepted unchecked. The start-up warning names the reason.
+//! `objectSchema` in a build without the `object-schema` feature. Such a
+//! build refuses a config file using `objectSchema` at load
+//! (`config::parse_config`); this stand-in covers configs built in code:
+//! every schema is unusable, so pushes of object data to such a collection
+//! are refused with the official uncompilable-schema answer (500) instead
+//! of being accepted unchecked. The start-up warning names the reason.
 
 use super::SyncError;
 use crate::proto::json::{Object, Value};
