@@ -230,7 +230,6 @@ fn unsupported_extended_fields_warn() {
             "restrictions is not supported by starfish-rs and is ignored",
             "Collection \"c\": rateLimit is not supported by starfish-rs and is ignored",
             "Collection \"c\": objectSchema is not supported by starfish-rs and is ignored",
-            "Collection \"c\": appendOnly is not supported by starfish-rs and is ignored",
             "Collection \"c\": ttlMs is not supported by starfish-rs and is ignored",
             "Collection \"c\": fieldPermissions is not supported by starfish-rs and is ignored",
             "Collection \"c\": listable is not supported by starfish-rs and is ignored",
@@ -244,7 +243,6 @@ fn unsupported_extended_fields_warn() {
         [
             "rateLimit",
             "objectSchema",
-            "appendOnly",
             "ttlMs",
             "fieldPermissions",
             "listable",

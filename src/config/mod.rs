@@ -18,8 +18,10 @@
 //! `listable`, `restrictions`, and the top-level / namespace `rateLimit` and
 //! `restrictions`) are kept as raw [`Value`]s after the official coercions.
 //! They are validated with the official EXTENDED rules (so exactly the
-//! configs the official server accepts are accepted), but starfish-rs does not
-//! implement them: every one that is set adds a warning
+//! configs the official server accepts are accepted); each feature's own
+//! module types the settings it needs from the raw value (`appendOnly`:
+//! [`crate::sync::append::AppendSettings`]). Every set field whose feature
+//! starfish-rs does not implement yet adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
@@ -127,9 +129,9 @@ pub struct ExtendedFields {
 }
 
 impl ExtendedFields {
-    /// The JSON names of the fields that are set and would have an effect
-    /// on the official server (falsy `listable` and empty `restrictions`
-    /// are inert there and are not listed).
+    /// The JSON names of the fields that are set, would have an effect on
+    /// the official server (falsy `listable` and empty `restrictions` are
+    /// inert there) and are not implemented by starfish-rs (`appendOnly` is).
     pub fn active(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.rate_limit.is_some() {
@@ -137,9 +139,6 @@ impl ExtendedFields {
         }
         if self.object_schema.is_some() {
             out.push("objectSchema");
-        }
-        if self.append_only.is_some() {
-            out.push("appendOnly");
         }
         if self.ttl_ms.is_some() {
             out.push("ttlMs");

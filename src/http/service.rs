@@ -14,6 +14,7 @@ use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
 use crate::proto::scope;
 use crate::store::Store;
+use crate::sync::append::{self, AppendSettings};
 use crate::sync::batch::{self, BatchOptions};
 use crate::sync::{doc, keys, locks::KeyLocks, push, SyncError};
 use http_types::StatusCode;
@@ -294,6 +295,9 @@ impl Service {
         if col.is_binary() {
             return self.binary_pull(ctx, col, key).await;
         }
+        if let Some(settings) = AppendSettings::of(col).filter(|s| s.persist) {
+            return self.append_pull(ctx, col, settings, key).await;
+        }
         let with_keyring = ctx
             .query("withKeyring")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
@@ -417,6 +421,9 @@ impl Service {
         }
         let body = push::parse_json_body(ctx.header("content-type"), &ctx.body)?;
         let presenter = auth.as_ref().and_then(|a| a.presenter.as_deref());
+        if let Some(settings) = AppendSettings::of(col) {
+            return self.append_push(ctx, settings, key, body, presenter).await;
+        }
         let push = push::validate(body, &key, presenter)?;
         let _guard = self.locks.lock(&key).await;
         let now = ctx.now;
@@ -424,6 +431,70 @@ impl Service {
             .store_op(move |s| push::write(s, &key, &push, now))
             .await?;
         Ok(json_ok(&push::answer(&written)))
+    }
+
+    /// An append-only pull (`persist` collections): bounds, bounded read,
+    /// `ETag` / `304`, `Cache-Control` only when a document is stored.
+    async fn append_pull(
+        &self,
+        ctx: &Ctx<'_>,
+        col: &CollectionConfig,
+        settings: AppendSettings,
+        key: String,
+    ) -> Result<Response, Failure> {
+        let (checkpoint, limit, last, full) = (
+            ctx.query("checkpoint"),
+            ctx.query("limit"),
+            ctx.query("last"),
+            ctx.query("full"),
+        );
+        let params = append::PullParams {
+            checkpoint: checkpoint.as_deref(),
+            limit: limit.as_deref(),
+            last: last.as_deref(),
+            full: full.as_deref(),
+        };
+        let bounds = append::parse_bounds(&params, &settings.limits, ctx.now)
+            .map_err(SyncError::from)?;
+        let read = self
+            .store_op(move |s| append::read(s, &key, &settings.field, &bounds))
+            .await
+            .map_err(SyncError::from)?;
+        let etag = read.etag();
+        if etag.is_some() && etag.as_deref() == ctx.header("if-none-match") {
+            return Ok(response::not_modified());
+        }
+        let found = read.found;
+        let mut res = json_ok(&read.answer(ctx.now));
+        if found {
+            add_cache_control(&mut res, col);
+        }
+        if let Some(etag) = etag {
+            res.insert_header("ETag", etag);
+        }
+        Ok(res)
+    }
+
+    /// An append-only push: the append branch's body checks, then the
+    /// append under the key's lock (`persist: false`: nothing stored).
+    async fn append_push(
+        &self,
+        ctx: &Ctx<'_>,
+        settings: AppendSettings,
+        key: String,
+        body: Object,
+        presenter: Option<&str>,
+    ) -> Result<Response, Failure> {
+        let push = append::validate_push(body, &settings, &key, presenter, ctx.now)?;
+        if !settings.persist {
+            return Ok(json_ok(&append::unstored(&push, ctx.now).answer()));
+        }
+        let _guard = self.locks.lock(&key).await;
+        let now = ctx.now;
+        let appended = self
+            .store_op(move |s| append::append(s, &key, &push, &settings, now))
+            .await?;
+        Ok(json_ok(&appended.answer()))
     }
 
     async fn binary_push(
@@ -529,13 +600,25 @@ impl Service {
 
     async fn batch(&self, ctx: &Ctx<'_>, namespace: Option<&str>) -> Response {
         let max = self.options.max_collections_per_batch;
-        let query = match batch::parse_query(
+        let cols: Vec<CollectionConfig> = self
+            .router
+            .config()
+            .scope(namespace)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let query = batch::parse_query(
             ctx.query("collections").as_deref(),
             ctx.query("params").as_deref(),
+            ctx.query("appendParams").as_deref(),
             max,
-        ) {
+        )
+        .and_then(|q| {
+            q.check_append_budget(&cols, self.options.batch.max_append_elements)?;
+            Ok(q)
+        });
+        let query = match query {
             Ok(q) => q,
-            Err(e) => return json_status(400, &response::error_body(e.message())),
+            Err(e) => return json_status(400, &response::error_body(&e.message())),
         };
         let headers = Headers(ctx.req);
         let auth = match self
@@ -548,12 +631,6 @@ impl Service {
                 None
             }
         };
-        let cols: Vec<CollectionConfig> = self
-            .router
-            .config()
-            .scope(namespace)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
         let options = self.options.batch.clone();
         let now = ctx.now;
         let body = self

@@ -10,7 +10,13 @@
 //! | [`locks`] | per-key write serialisation |
 //! | [`keys`] | path-parameter and document-key safety checks |
 //! | [`batch`] | batch pull: query validation, per-entry resolution |
+//! | [`append`] | append-only collections: settings, append pushes, bounded pulls |
+//! | [`append_seg`] | the segmented (`chunkSize`) layout of append-only logs |
+//! | [`append_batch`] | batch pull `appendParams`: parsing, budget, per-entry reads |
 
+pub mod append;
+pub mod append_batch;
+pub mod append_seg;
 pub mod batch;
 pub mod doc;
 pub mod keys;
@@ -60,6 +66,8 @@ pub enum SyncError {
     HashMismatch,
     Forbidden,
     BinaryUnsupported,
+    /// An append-only rule refused the request.
+    Append(append::AppendError),
     /// The store failed: a plain-text 500.
     Store(StoreError),
 }
@@ -80,6 +88,7 @@ impl SyncError {
             PayloadTooLarge => 413,
             JsonContentTypeRequired | MimeNotAllowed { .. } => 415,
             BinaryUnsupported => 501,
+            Append(e) => e.status(),
             Store(_) => 500,
         }
     }
@@ -111,10 +120,26 @@ impl SyncError {
                 HashMismatch => "hash_mismatch",
                 Forbidden => "Forbidden",
                 BinaryUnsupported => "Store does not support binary operations",
+                Append(e) => return e.message().map(str::to_owned),
                 Store(_) => return None,
             }
             .to_owned(),
         )
+    }
+}
+
+impl SyncError {
+    /// The JSON body of the answer (`None` for the plain-text 500):
+    /// `{"error":"<message>"}`, plus `limit` for `append_limit_exceeded`.
+    pub fn body(&self) -> Option<crate::proto::json::Value> {
+        use crate::proto::json::{Object, Value};
+        let message = self.message()?;
+        let mut o = Object::with_capacity(2);
+        o.insert("error", Value::from(message));
+        if let SyncError::Append(append::AppendError::LimitExceeded { limit }) = self {
+            o.insert("limit", Value::Number(*limit));
+        }
+        Some(Value::Object(o))
     }
 }
 
@@ -129,6 +154,12 @@ impl fmt::Display for SyncError {
 }
 
 impl std::error::Error for SyncError {}
+
+impl From<append::AppendError> for SyncError {
+    fn from(e: append::AppendError) -> Self {
+        SyncError::Append(e)
+    }
+}
 
 impl From<StoreError> for SyncError {
     fn from(e: StoreError) -> Self {

@@ -116,15 +116,21 @@ pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<
     })
 }
 
-/// The author proof input: `"starfish-doc-author-v1\n" + stableStringify({"d":data,"k":key})`.
-pub fn author_signing_input(data: &Object, key: &str) -> String {
+/// The domain tag of a document author proof.
+pub const DOC_AUTHOR_DOMAIN: &str = "starfish-doc-author-v1\n";
+
+/// An author proof input: `domain + stableStringify({"d":data,"k":key})`
+/// (the append-only element proof uses the same shape under its own tag).
+pub fn author_input(domain: &str, data: &Object, key: &str) -> String {
     let mut o = Object::with_capacity(2);
     o.insert("d", Value::Object(data.clone()));
     o.insert("k", key.into());
-    format!(
-        "starfish-doc-author-v1\n{}",
-        stable_stringify(&Value::Object(o))
-    )
+    format!("{domain}{}", stable_stringify(&Value::Object(o)))
+}
+
+/// The document author proof input: `"starfish-doc-author-v1\n" + stableStringify({"d":data,"k":key})`.
+pub fn author_signing_input(data: &Object, key: &str) -> String {
+    author_input(DOC_AUTHOR_DOMAIN, data, key)
 }
 
 fn verify_author(data: &Object, key: &str, pubkey: &str, sig: &str) -> bool {
