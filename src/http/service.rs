@@ -454,8 +454,8 @@ impl Service {
             last: last.as_deref(),
             full: full.as_deref(),
         };
-        let bounds = append::parse_bounds(&params, &settings.limits, ctx.now)
-            .map_err(SyncError::from)?;
+        let bounds =
+            append::parse_bounds(&params, &settings.limits, ctx.now).map_err(SyncError::from)?;
         let read = self
             .store_op(move |s| append::read(s, &key, &settings.field, &bounds))
             .await

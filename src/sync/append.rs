@@ -147,7 +147,9 @@ pub enum AppendError {
     AuthorBadSignature,
     TsInvalid,
     TsTooFarInFuture,
-    LimitExceeded { limit: f64 },
+    LimitExceeded {
+        limit: f64,
+    },
     NonMonotonicTimestamp,
     InvalidCheckpoint,
     InvalidLimit,
@@ -377,7 +379,9 @@ pub(crate) fn read_object(store: &dyn Store, key: &str) -> Result<Option<Object>
     match json::parse(&raw) {
         Ok(Value::Object(o)) => Ok(Some(o)),
         _ => {
-            log::warn!("stored append-only document at {key:?} is not a JSON object; read as empty");
+            log::warn!(
+                "stored append-only document at {key:?} is not a JSON object; read as empty"
+            );
             Ok(None)
         }
     }
@@ -390,14 +394,16 @@ pub(crate) fn num(o: &Object, k: &str) -> Option<f64> {
 
 /// An element's `ts`, or -1 when it has none.
 pub(crate) fn element_ts(el: &Value) -> f64 {
-    el.as_object()
-        .and_then(|o| num(o, "ts"))
-        .unwrap_or(-1.0)
+    el.as_object().and_then(|o| num(o, "ts")).unwrap_or(-1.0)
 }
 
 /// The new element's `ts`: the client's (strictly above `latest`) or
 /// `max(now, latest + 1)`.
-pub(crate) fn resolve_ts(provided: Option<f64>, latest: f64, now_ms: i64) -> Result<f64, AppendError> {
+pub(crate) fn resolve_ts(
+    provided: Option<f64>,
+    latest: f64,
+    now_ms: i64,
+) -> Result<f64, AppendError> {
     match provided {
         // `!(p > latest)`, as written upstream (NaN never reaches here).
         Some(p) if p > latest => Ok(p),
@@ -781,7 +787,10 @@ mod tests {
 
     #[test]
     fn bound_rules_in_order() {
-        let p = |c: Option<&'static str>, l: Option<&'static str>, la: Option<&'static str>, f: Option<&'static str>| {
+        let p = |c: Option<&'static str>,
+                 l: Option<&'static str>,
+                 la: Option<&'static str>,
+                 f: Option<&'static str>| {
             PullParams {
                 checkpoint: c,
                 limit: l,
@@ -791,31 +800,83 @@ mod tests {
         };
         let lim = PullLimits::default();
         let b = |q: PullParams<'_>, lim: &PullLimits| parse_bounds(&q, lim, 1_000_000);
-        assert_eq!(b(p(None, None, None, None), &lim), Err(AppendError::PullBoundRequired));
-        assert_eq!(b(p(None, None, None, Some("false")), &lim), Err(AppendError::PullBoundRequired));
-        for bad in ["", "-1", "007", "1e3", "-0", " 5", "12345678901234567890", "x"] {
-            assert_eq!(b(p(Some(bad), None, None, None), &lim), Err(AppendError::InvalidCheckpoint), "{bad}");
+        assert_eq!(
+            b(p(None, None, None, None), &lim),
+            Err(AppendError::PullBoundRequired)
+        );
+        assert_eq!(
+            b(p(None, None, None, Some("false")), &lim),
+            Err(AppendError::PullBoundRequired)
+        );
+        for bad in [
+            "",
+            "-1",
+            "007",
+            "1e3",
+            "-0",
+            " 5",
+            "12345678901234567890",
+            "x",
+        ] {
+            assert_eq!(
+                b(p(Some(bad), None, None, None), &lim),
+                Err(AppendError::InvalidCheckpoint),
+                "{bad}"
+            );
         }
-        assert_eq!(b(p(None, Some("x"), Some("3"), None), &lim), Err(AppendError::InvalidLimit));
+        assert_eq!(
+            b(p(None, Some("x"), Some("3"), None), &lim),
+            Err(AppendError::InvalidLimit)
+        );
         assert_eq!(
             b(p(None, Some("2"), Some("x"), None), &lim),
-            Ok(Bounds { checkpoint: 0.0, last: Some(2.0) }),
+            Ok(Bounds {
+                checkpoint: 0.0,
+                last: Some(2.0)
+            }),
             "limit wins and last is not looked at"
         );
-        assert_eq!(b(p(None, None, Some("x"), None), &lim), Err(AppendError::InvalidLast));
-        assert_eq!(b(p(Some("0"), None, None, None), &lim), Ok(Bounds { checkpoint: 0.0, last: None }));
-        assert_eq!(b(p(None, None, None, Some("1")), &lim), Ok(Bounds { checkpoint: 0.0, last: None }));
-        assert_eq!(b(p(Some("0"), None, None, Some("true")), &lim), Err(AppendError::FullWithBounds));
+        assert_eq!(
+            b(p(None, None, Some("x"), None), &lim),
+            Err(AppendError::InvalidLast)
+        );
+        assert_eq!(
+            b(p(Some("0"), None, None, None), &lim),
+            Ok(Bounds {
+                checkpoint: 0.0,
+                last: None
+            })
+        );
+        assert_eq!(
+            b(p(None, None, None, Some("1")), &lim),
+            Ok(Bounds {
+                checkpoint: 0.0,
+                last: None
+            })
+        );
+        assert_eq!(
+            b(p(Some("0"), None, None, Some("true")), &lim),
+            Err(AppendError::FullWithBounds)
+        );
         let strict = PullLimits {
             allow_full: false,
             max_pull_limit: Some(5.0),
             max_checkpoint_age_ms: Some(1000.0),
         };
-        assert_eq!(b(p(None, None, None, Some("true")), &strict), Err(AppendError::FullNotAllowed));
-        assert_eq!(b(p(Some("998999"), None, None, None), &strict), Err(AppendError::CheckpointTooOld));
+        assert_eq!(
+            b(p(None, None, None, Some("true")), &strict),
+            Err(AppendError::FullNotAllowed)
+        );
+        assert_eq!(
+            b(p(Some("998999"), None, None, None), &strict),
+            Err(AppendError::CheckpointTooOld)
+        );
         assert_eq!(
             b(p(Some("999000"), Some("50"), None, None), &strict),
-            Ok(Bounds { checkpoint: 999000.0, last: Some(5.0) })
+            Ok(Bounds {
+                checkpoint: 999000.0,
+                last: Some(5.0)
+            })
         );
     }
 
@@ -825,10 +886,19 @@ mod tests {
             .map(|i| Value::Object(obj(&format!(r#"{{"ts":{},"data":{{}}}}"#, i * 10))))
             .collect();
         let ts = |v: Vec<Value>| v.iter().map(element_ts).collect::<Vec<_>>();
-        let b = |c: f64, l: Option<f64>| Bounds { checkpoint: c, last: l };
-        assert_eq!(ts(select(items.clone(), &b(25.0, None))), [30.0, 40.0, 50.0]);
+        let b = |c: f64, l: Option<f64>| Bounds {
+            checkpoint: c,
+            last: l,
+        };
+        assert_eq!(
+            ts(select(items.clone(), &b(25.0, None))),
+            [30.0, 40.0, 50.0]
+        );
         assert_eq!(ts(select(items.clone(), &b(30.0, Some(1.0)))), [50.0]);
-        assert_eq!(ts(select(items.clone(), &b(0.0, Some(0.0)))), Vec::<f64>::new());
+        assert_eq!(
+            ts(select(items.clone(), &b(0.0, Some(0.0)))),
+            Vec::<f64>::new()
+        );
         assert_eq!(ts(select(items.clone(), &b(0.0, Some(1e300)))).len(), 5);
         assert_eq!(ts(select(items, &b(60.0, None))), Vec::<f64>::new());
     }
@@ -860,14 +930,28 @@ mod tests {
         );
         // A client ts must exceed the last one.
         let s = settings("{}");
-        store.put("m", br#"{"v":1,"data":{"keep":true,"items":[{"ts":7,"data":{}}]},"ts":7,"hash":"h"}"#).unwrap();
+        store
+            .put(
+                "m",
+                br#"{"v":1,"data":{"keep":true,"items":[{"ts":7,"data":{}}]},"ts":7,"hash":"h"}"#,
+            )
+            .unwrap();
         assert!(matches!(
             append(&store, "m", &push("{}", Some(7.0)), &s, 1),
             Err(SyncError::Append(AppendError::NonMonotonicTimestamp))
         ));
         let c = append(&store, "m", &push("{}", Some(8.0)), &s, 1).unwrap();
         assert_eq!(c.ts, 8.0);
-        let read = read(&store, "m", "items", &Bounds { checkpoint: 7.0, last: None }).unwrap();
+        let read = read(
+            &store,
+            "m",
+            "items",
+            &Bounds {
+                checkpoint: 7.0,
+                last: None,
+            },
+        )
+        .unwrap();
         assert_eq!(
             json::to_js_json(&read.answer(9)),
             format!(r#"{{"data":{{"keep":true,"items":[{{"ts":8,"data":{{}}}}]}},"hash":"{}","timestamp":9}}"#, c.hash).as_bytes()
@@ -890,7 +974,17 @@ mod tests {
         assert_eq!(n("[7]"), 7.0);
         assert_eq!(n("[]"), 0.0);
         assert_eq!(n("[[3]]"), 3.0);
-        for nan in [r#""inf""#, r#""1e""#, r#""-0x1""#, r#""1_0""#, "{}", "[1,2]", r#""nan""#, r#""." "#, r#""0x""#] {
+        for nan in [
+            r#""inf""#,
+            r#""1e""#,
+            r#""-0x1""#,
+            r#""1_0""#,
+            "{}",
+            "[1,2]",
+            r#""nan""#,
+            r#""." "#,
+            r#""0x""#,
+        ] {
             assert!(n(nan).is_nan(), "{nan}");
         }
     }

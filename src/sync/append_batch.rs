@@ -246,7 +246,18 @@ mod tests {
         let p = |t: &str| AppendParams::parse(Some(t), &none);
         assert!(AppendParams::parse(None, &none).unwrap().is_empty());
         assert!(AppendParams::parse(Some(""), &none).unwrap().is_empty());
-        for bad in ["x", "[]", "null", r#"{"a":{}}"#, r#"{"a":[1]}"#, r#"{"a":[[]]}"#, r#"{"a":[{"since":-1}]}"#, r#"{"a":[{"last":1.5}]}"#, r#"{"a":[{"limit":"x"}]}"#, r#"{"a":[{"since":{}}]}"#] {
+        for bad in [
+            "x",
+            "[]",
+            "null",
+            r#"{"a":{}}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":[[]]}"#,
+            r#"{"a":[{"since":-1}]}"#,
+            r#"{"a":[{"last":1.5}]}"#,
+            r#"{"a":[{"limit":"x"}]}"#,
+            r#"{"a":[{"since":{}}]}"#,
+        ] {
             assert_eq!(p(bad), Err(AppendParamsError::Invalid), "{bad}");
         }
         for full in [r#"true"#, "1", r#""true""#, r#""1""#] {
@@ -292,17 +303,23 @@ mod tests {
         .config;
         let p = |t: &str| AppendParams::parse(Some(t), &Object::new()).unwrap();
         let cols = &cfg.collections;
-        assert!(p(r#"{"a":[{},{}],"b":[{}]}"#).check_budget(cols, 5000.0).is_ok());
+        assert!(p(r#"{"a":[{},{}],"b":[{}]}"#)
+            .check_budget(cols, 5000.0)
+            .is_ok());
         assert_eq!(
             p(r#"{"a":[{},{},{"limit":1001}]}"#).check_budget(cols, 5000.0),
             Err(AppendParamsError::BudgetExceeded)
         );
-        assert!(p(r#"{"a":[{},{},{"last":1000,"limit":9999}]}"#).check_budget(cols, 5000.0).is_ok());
+        assert!(p(r#"{"a":[{},{},{"last":1000,"limit":9999}]}"#)
+            .check_budget(cols, 5000.0)
+            .is_ok());
         assert_eq!(
             p(r#"{"zz":[{},{},{},{},{},{}]}"#).check_budget(cols, 5000.0),
             Err(AppendParamsError::BudgetExceeded),
             "unknown collections count 1000 each"
         );
-        assert!(p(r#"{"b":[null,null,null,null,null,null]}"#).check_budget(cols, 5000.0).is_ok());
+        assert!(p(r#"{"b":[null,null,null,null,null,null]}"#)
+            .check_budget(cols, 5000.0)
+            .is_ok());
     }
 }

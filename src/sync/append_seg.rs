@@ -114,7 +114,8 @@ pub(crate) fn append(
                 tail = read_chunk(store, tk, key)?;
             }
             let len = tail.len() as f64;
-            sealed_n = num(&h, "sealedN").unwrap_or_else(|| (num(&h, "n").unwrap_or(len) - len).max(0.0));
+            sealed_n =
+                num(&h, "sealedN").unwrap_or_else(|| (num(&h, "n").unwrap_or(len) - len).max(0.0));
             latest = match tail.last() {
                 Some(el) => element_ts(el),
                 None => num(&h, "ts").unwrap_or(-1.0),
@@ -233,8 +234,8 @@ pub(crate) fn read_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::append::{self, AppendSettings};
     use crate::store::MemoryStore;
+    use crate::sync::append::{self, AppendSettings};
 
     fn settings(chunk: Option<f64>) -> AppendSettings {
         let mut s = AppendSettings::from_value(&json::parse(b"{}").unwrap()).unwrap();
@@ -269,7 +270,10 @@ mod tests {
             chunk_key("ev/x", 1_700_000_000_000.0).as_deref(),
             Some("ev/x__seg/0001700000000000")
         );
-        assert_eq!(chunk_key("k", -0.0).as_deref(), Some("k__seg/0000000000000000"));
+        assert_eq!(
+            chunk_key("k", -0.0).as_deref(),
+            Some("k__seg/0000000000000000")
+        );
         assert_eq!(chunk_key("k", -1.0), None);
         assert_eq!(chunk_key("k", 1.5), None);
     }
@@ -279,8 +283,10 @@ mod tests {
         let seg = MemoryStore::new();
         let single = MemoryStore::new();
         for i in 0..23 {
-            let a = append::append(&seg, "k", &push(i), &settings(Some(5.0)), 1000 + i as i64).unwrap();
-            let b = append::append(&single, "k", &push(i), &settings(None), 1000 + i as i64).unwrap();
+            let a =
+                append::append(&seg, "k", &push(i), &settings(Some(5.0)), 1000 + i as i64).unwrap();
+            let b =
+                append::append(&single, "k", &push(i), &settings(None), 1000 + i as i64).unwrap();
             assert_eq!(a, b, "same hash and ts at element {i}");
         }
         assert_eq!(all(&seg, "k"), all(&single, "k"));
@@ -292,10 +298,22 @@ mod tests {
         };
         assert_eq!(num(&head, "n"), Some(23.0));
         assert_eq!(num(&head, "sealedN"), Some(20.0));
-        assert_eq!(head.get("tailKey").and_then(Value::as_str), Some("k__seg/0000000000001020"));
+        assert_eq!(
+            head.get("tailKey").and_then(Value::as_str),
+            Some("k__seg/0000000000001020")
+        );
         // Bounded reads touch only what they need and trim exactly.
-        for (cp, last) in [(1003.0, None), (1010.0, Some(2.0)), (0.0, Some(7.0)), (1022.0, None), (5.0, Some(0.0))] {
-            let b = Bounds { checkpoint: cp, last };
+        for (cp, last) in [
+            (1003.0, None),
+            (1010.0, Some(2.0)),
+            (0.0, Some(7.0)),
+            (1022.0, None),
+            (5.0, Some(0.0)),
+        ] {
+            let b = Bounds {
+                checkpoint: cp,
+                last,
+            };
             assert_eq!(
                 append::read(&seg, "k", "items", &b).unwrap().data,
                 append::read(&single, "k", "items", &b).unwrap().data,
@@ -313,7 +331,14 @@ mod tests {
         let before = all(&store, "k");
         append::append(&store, "k", &push(7), &settings(Some(3.0)), 100).unwrap();
         let keys = store.list_keys("k__seg/", None, 100).unwrap();
-        assert_eq!(keys, ["k__seg/0000000000000010", "k__seg/0000000000000013", "k__seg/0000000000000016"]);
+        assert_eq!(
+            keys,
+            [
+                "k__seg/0000000000000010",
+                "k__seg/0000000000000013",
+                "k__seg/0000000000000016"
+            ]
+        );
         let after = all(&store, "k");
         assert_eq!(&after[..7], &before[..]);
         assert_eq!(after.len(), 8);

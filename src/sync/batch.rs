@@ -288,9 +288,14 @@ mod tests {
             parse_query(Some(""), None, None, 100).unwrap_err(),
             BatchError::MissingCollections
         );
-        assert!(parse_query(Some(",,"), None, None, 100).unwrap().names.is_empty());
+        assert!(parse_query(Some(",,"), None, None, 100)
+            .unwrap()
+            .names
+            .is_empty());
         assert_eq!(
-            parse_query(Some("a, b ,a,,c"), None, None, 100).unwrap().names,
+            parse_query(Some("a, b ,a,,c"), None, None, 100)
+                .unwrap()
+                .names,
             ["a", "b", "c"]
         );
         assert_eq!(
