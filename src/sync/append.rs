@@ -32,7 +32,7 @@
 //! [`LogRead::stored_ts`]; rate limits and write-side checks run before the
 //! append branch, on the parsed body, like for any push.
 
-use super::{append_seg, SyncError};
+use super::{append_seg, append_splice, SyncError};
 use crate::config::CollectionConfig;
 use crate::proto::{
     canonical::{js_number, write_canonical},
@@ -306,11 +306,32 @@ pub fn append(
     settings: &AppendSettings,
     now_ms: i64,
 ) -> Result<Appended, SyncError> {
-    let head = read_object(store, key)?;
+    let raw = store.get(key)?.filter(|r| !r.is_empty());
+    if settings.chunk_size.is_none() {
+        if let Some(done) = raw
+            .as_deref()
+            .and_then(|r| append_splice(store, key, r, push, settings, now_ms))
+        {
+            return done;
+        }
+    }
+    append_parsed(store, key, raw.as_deref(), push, settings, now_ms)
+}
+
+/// [`append`] over the parsed stored document (`raw`: its bytes, if any).
+fn append_parsed(
+    store: &dyn Store,
+    key: &str,
+    raw: Option<&[u8]>,
+    push: &AppendPush,
+    settings: &AppendSettings,
+    now_ms: i64,
+) -> Result<Appended, SyncError> {
+    let field = settings.field.as_str();
+    let head = raw.and_then(|r| decode_object(key, r));
     let is_seg = head
         .as_ref()
         .is_some_and(|h| matches!(h.get("seg"), Some(Value::Bool(true))));
-    let field = settings.field.as_str();
     let count = match &head {
         Some(h) if is_seg => num(h, "n").unwrap_or(0.0),
         Some(h) => match h.get("data").and_then(|d| d.as_object()?.get(field)) {
@@ -327,11 +348,7 @@ pub fn append(
                 .unwrap_or(DEFAULT_CHUNK_SIZE)
         })
     });
-    if let Some(limit) = settings.max_items {
-        if count >= limit {
-            return Err(AppendError::LimitExceeded { limit }.into());
-        }
-    }
+    check_max_items(count, settings)?;
     if let Some(chunk_size) = chunk_size {
         return append_seg::append(store, key, head, is_seg, push, field, chunk_size, now_ms);
     }
@@ -345,19 +362,18 @@ pub fn append(
     };
     let ts = resolve_ts(push.ts, latest, now_ms)?;
     let el = element(ts, push);
-    let (n, hash) = match data.get_mut(field) {
+    let hash = match data.get_mut(field) {
         Some(Value::Array(a)) => {
             let hash = n_last_hash(a.len() + 1, &el);
             a.push(el);
-            (a.len(), hash)
+            hash
         }
         _ => {
             let hash = n_last_hash(1, &el);
             data.insert(field, Value::Array(vec![el]));
-            (1, hash)
+            hash
         }
     };
-    debug_assert!(n >= 1);
     let mut doc = Object::with_capacity(4);
     doc.insert("v", Value::Number(1.0));
     doc.insert("data", Value::Object(data));
@@ -367,22 +383,57 @@ pub fn append(
     Ok(Appended { hash, ts })
 }
 
+fn check_max_items(count: f64, settings: &AppendSettings) -> Result<(), AppendError> {
+    match settings.max_items {
+        Some(limit) if count >= limit => Err(AppendError::LimitExceeded { limit }),
+        _ => Ok(()),
+    }
+}
+
+/// The single-document append without parsing the log: `None` when the
+/// stored layout is not the plain one (then the caller parses).
+fn append_splice(
+    store: &dyn Store,
+    key: &str,
+    raw: &[u8],
+    push: &AppendPush,
+    settings: &AppendSettings,
+    now_ms: i64,
+) -> Option<Result<Appended, SyncError>> {
+    let doc = append_splice::locate_single(raw, &settings.field)?;
+    let latest = match doc.count() {
+        0 => -1.0,
+        _ => element_ts(&doc.last()?),
+    };
+    let run = || {
+        check_max_items(doc.count() as f64, settings)?;
+        let ts = resolve_ts(push.ts, latest, now_ms)?;
+        let el = element(ts, push);
+        let hash = n_last_hash(doc.count() + 1, &el);
+        store.put(key, &doc.with_element(&el, ts, &hash))?;
+        Ok(Appended { hash, ts })
+    };
+    Some(run())
+}
+
 /// The stored object at `key`: `None` when missing, empty, or not a JSON
 /// object (logged).
 pub(crate) fn read_object(store: &dyn Store, key: &str) -> Result<Option<Object>, StoreError> {
-    let Some(raw) = store.get(key)? else {
-        return Ok(None);
-    };
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    match json::parse(&raw) {
-        Ok(Value::Object(o)) => Ok(Some(o)),
+    Ok(store
+        .get(key)?
+        .filter(|r| !r.is_empty())
+        .and_then(|r| decode_object(key, &r)))
+}
+
+/// Stored bytes as an object; `None` (logged) when they are not one.
+fn decode_object(key: &str, raw: &[u8]) -> Option<Object> {
+    match json::parse(raw) {
+        Ok(Value::Object(o)) => Some(o),
         _ => {
             log::warn!(
                 "stored append-only document at {key:?} is not a JSON object; read as empty"
             );
-            Ok(None)
+            None
         }
     }
 }
@@ -956,6 +1007,38 @@ mod tests {
             json::to_js_json(&read.answer(9)),
             format!(r#"{{"data":{{"keep":true,"items":[{{"ts":8,"data":{{}}}}]}},"hash":"{}","timestamp":9}}"#, c.hash).as_bytes()
         );
+    }
+
+    #[test]
+    fn spliced_appends_store_what_parsed_appends_store() {
+        let s = settings(r#"{"requireAuthorSignature":false,"field":"ev"}"#);
+        let push = AppendPush {
+            item: obj(r#"{"é":"\ud83d\ude00","n":[1.5e300,-0]}"#),
+            author: Some(("pk".into(), "sig".into())),
+            ts: Some(1e15),
+        };
+        for raw in [
+            r#"{"v":1,"data":{"ev":[]},"ts":1,"hash":"h"}"#,
+            r#"{"v":1,"data":{"b":1,"ev":[{"ts":3,"data":{}}],"2":{"ev":[9]}},"ts":3,"hash":"h","extra":[1]}"#,
+            " {\n \"data\" : { \"ev\" : [ {\"ts\" : 2.0e0 , \"data\":{\"x\":1E2}} ] , \"u\":\"\\u00e9\" } , \"v\":7 }\n",
+            r#"{"data":{"ev":[{"no ts":1}]}}"#,
+            r#"{"data":{"ev":[5]}}"#,
+        ] {
+            let store = MemoryStore::new();
+            store.put("fast", raw.as_bytes()).unwrap();
+            let a = append(&store, "fast", &push, &s, 10).unwrap();
+            let b = append_parsed(&store, "slow", Some(raw.as_bytes()), &push, &s, 10).unwrap();
+            assert_eq!(a, b, "{raw}");
+            let fast = store.get("fast").unwrap().unwrap();
+            let slow = store.get("slow").unwrap().unwrap();
+            assert!(
+                append_splice::locate_single(raw.as_bytes(), "ev").is_some(),
+                "the fast path ran: {raw}"
+            );
+            // Equal as JavaScript reads them (its key order included).
+            let js = |b: &[u8]| json::to_js_json(&json::parse(b).unwrap());
+            assert_eq!(js(&fast), js(&slow), "{raw}");
+        }
     }
 
     #[test]

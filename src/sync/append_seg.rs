@@ -23,6 +23,7 @@
 use super::append::{
     element, element_ts, n_last_hash, num, resolve_ts, AppendError, AppendPush, Appended, Bounds,
 };
+use super::append_splice::{append_to_array, array_tail, ArrayTail};
 use super::SyncError;
 use crate::proto::canonical::js_number;
 use crate::proto::json::{self, Object, Value};
@@ -84,6 +85,51 @@ fn read_chunk(store: &dyn Store, key: &str, prefix: &str) -> Result<Vec<Value>, 
     }
 }
 
+/// The open tail chunk as stored bytes and where its array ends, so an
+/// append splices the new element in instead of re-printing the chunk.
+struct Tail {
+    raw: Vec<u8>,
+    at: ArrayTail,
+}
+
+impl Tail {
+    fn empty() -> Tail {
+        Tail::of(b"[]".to_vec()).expect("[] is an array")
+    }
+
+    /// `None` unless `raw` is exactly one JSON array (surrounding
+    /// whitespace allowed).
+    fn of(raw: Vec<u8>) -> Option<Tail> {
+        let at = array_tail(&raw, 0)?;
+        let end = raw[at.close + 1..]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        end.then_some(Tail { raw, at })
+    }
+
+    /// Read the chunk at `key`: missing, empty, corrupt or not an array
+    /// reads as empty (as upstream: `JSON.parse` failures give `[]`).
+    fn read(store: &dyn Store, key: &str) -> Result<Tail, StoreError> {
+        let Some(raw) = store.get(key)?.filter(|r| !r.is_empty()) else {
+            return Ok(Tail::empty());
+        };
+        Ok(Tail::of(raw).unwrap_or_else(|| {
+            log::warn!("append-only tail chunk {key:?} is not a JSON array; read as empty");
+            Tail::empty()
+        }))
+    }
+
+    fn len(&self) -> usize {
+        self.at.count
+    }
+
+    /// The last element's `ts` (`None` when empty).
+    fn latest(&self) -> Option<f64> {
+        let (a, b) = self.at.last?;
+        Some(json::parse(&self.raw[a..b]).map_or(-1.0, |el| element_ts(&el)))
+    }
+}
+
 /// Append in the segmented layout. `head` is the already-read document
 /// (`None`: missing or unreadable); `is_seg` whether it is a segmented head.
 #[allow(clippy::too_many_arguments)]
@@ -97,10 +143,10 @@ pub(crate) fn append(
     chunk_size: f64,
     now_ms: i64,
 ) -> Result<Appended, SyncError> {
-    let mut data;
+    let data;
     let mut sealed_n = 0.0;
     let mut tail_key: Option<String> = None;
-    let mut tail: Vec<Value> = Vec::new();
+    let mut tail = Tail::empty();
     let latest;
     match head {
         Some(mut h) if is_seg => {
@@ -111,34 +157,35 @@ pub(crate) fn append(
                 .filter(|k| !k.is_empty())
                 .map(str::to_owned);
             if let Some(tk) = &tail_key {
-                tail = read_chunk(store, tk, key)?;
+                tail = Tail::read(store, tk)?;
             }
             let len = tail.len() as f64;
             sealed_n =
                 num(&h, "sealedN").unwrap_or_else(|| (num(&h, "n").unwrap_or(len) - len).max(0.0));
-            latest = match tail.last() {
-                Some(el) => element_ts(el),
-                None => num(&h, "ts").unwrap_or(-1.0),
-            };
+            latest = tail
+                .latest()
+                .unwrap_or_else(|| num(&h, "ts").unwrap_or(-1.0));
         }
         Some(mut h) if has_array(&h, field) => {
             // Lazy migration of a single-document log into sealed chunks.
-            data = take_data(&mut h);
-            let Some(Value::Array(legacy)) = data.remove(field) else {
+            let mut d = take_data(&mut h);
+            let Some(Value::Array(legacy)) = d.remove(field) else {
                 unreachable!("checked by has_array")
             };
-            let per_chunk = chunk_size as usize; // saturating
-            let num_full = legacy.len() / per_chunk.max(1);
-            for chunk in legacy.chunks(per_chunk.max(1)).take(num_full) {
+            data = d;
+            let per_chunk = (chunk_size as usize).max(1); // saturating
+            let num_full = legacy.len() / per_chunk;
+            for chunk in legacy.chunks(per_chunk).take(num_full) {
                 let ck = chunk_key(key, element_ts(&chunk[0])).ok_or(AppendError::ChunkTs)?;
                 store.put(&ck, &array_json(chunk))?;
             }
             latest = legacy.last().map_or(-1.0, element_ts);
-            let sealed = num_full * per_chunk.max(1);
+            let sealed = num_full * per_chunk;
             sealed_n = sealed as f64;
-            tail = legacy[sealed.min(legacy.len())..].to_vec();
-            if let Some(first) = tail.first() {
+            let rest = &legacy[sealed..];
+            if let Some(first) = rest.first() {
                 tail_key = Some(chunk_key(key, element_ts(first)).ok_or(AppendError::ChunkTs)?);
+                tail = Tail::of(array_json(rest)).expect("printed as an array");
             }
         }
         Some(mut h) => {
@@ -152,18 +199,20 @@ pub(crate) fn append(
     }
     let ts = resolve_ts(push.ts, latest, now_ms)?;
     let el = element(ts, push);
-    let (write_key, new_sealed) = match tail_key {
-        Some(tk) if (tail.len() as f64) < chunk_size => (tk, sealed_n),
+    let (write_key, bytes, new_sealed, new_n) = match tail_key {
+        Some(tk) if (tail.len() as f64) < chunk_size => {
+            let bytes = append_to_array(&tail.raw, &tail.at, &el);
+            (tk, bytes, sealed_n, sealed_n + tail.len() as f64 + 1.0)
+        }
         _ => {
             let sealed = sealed_n + tail.len() as f64;
-            tail.clear();
-            (chunk_key(key, ts).ok_or(AppendError::ChunkTs)?, sealed)
+            let bytes = array_json(std::slice::from_ref(&el));
+            let ck = chunk_key(key, ts).ok_or(AppendError::ChunkTs)?;
+            (ck, bytes, sealed, sealed + 1.0)
         }
     };
-    let new_n = new_sealed + tail.len() as f64 + 1.0;
     let hash = n_last_hash(new_n as usize, &el);
-    tail.push(el);
-    store.put(&write_key, &array_json(&tail))?;
+    store.put(&write_key, &bytes)?;
     let mut h = Object::with_capacity(9);
     h.insert("v", Value::Number(1.0));
     h.insert("seg", Value::Bool(true));

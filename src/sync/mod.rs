@@ -13,10 +13,12 @@
 //! | [`append`] | append-only collections: settings, append pushes, bounded pulls |
 //! | [`append_seg`] | the segmented (`chunkSize`) layout of append-only logs |
 //! | [`append_batch`] | batch pull `appendParams`: parsing, budget, per-entry reads |
+//! | `append_splice` | byte-level append fast paths (splicing an element into a stored array) |
 
 pub mod append;
 pub mod append_batch;
 pub mod append_seg;
+mod append_splice;
 pub mod batch;
 pub mod doc;
 pub mod keys;
