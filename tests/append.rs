@@ -740,6 +740,17 @@ fn batch_append_params_request_checks() {
 }
 
 #[test]
+fn batch_append_params_names_are_plain_names() {
+    // COMPATIBILITY.md: the official handler looks `params[<name>]` up with
+    // inherited `Object.prototype` members (`constructor` has a `length`).
+    let s = server();
+    batch(&s, "constructor", "", r#"{"constructor":[]}"#).assert_json(
+        200,
+        r#"{"collections":{"constructor":[{"error":"Collection not found"}]}}"#,
+    );
+}
+
+#[test]
 fn batch_append_params_read_bounded_tails() {
     let s = server();
     for i in 0..5i64 {

@@ -398,6 +398,22 @@ mod tests {
     }
 
     #[test]
+    fn a_tail_chunk_that_is_not_an_array_reads_as_empty() {
+        // Only a foreign writer leaves such a chunk; the official server
+        // throws (a 500) on its next append.
+        let store = MemoryStore::new();
+        append::append(&store, "k", &push(0), &settings(Some(3.0)), 10).unwrap();
+        store.put("k__seg/0000000000000010", br#"{"not":"an array"}"#).unwrap();
+        let a = append::append(&store, "k", &push(1), &settings(Some(3.0)), 20).unwrap();
+        assert_eq!(a.ts, 20.0, "latest falls back to the head's ts");
+        assert_eq!(
+            store.get("k__seg/0000000000000010").unwrap().unwrap(),
+            br#"[{"ts":20,"data":{"i":1}}]"#
+        );
+        assert_eq!(all(&store, "k").len(), 1);
+    }
+
+    #[test]
     fn a_head_one_element_behind_self_corrects() {
         let store = MemoryStore::new();
         for i in 0..4 {
