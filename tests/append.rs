@@ -807,3 +807,62 @@ fn batch_append_params_read_bounded_tails() {
         r#"{"collections":{"strict":[{"error":"checkpoint_too_old"}]}}"#,
     );
 }
+
+// ---------------------------------------------------------------- replicas
+
+const REPLICA_CONFIG: &str = r#"{"collections":[
+  {"name":"ev","storagePath":"ev/all","readRoles":["public"],"writeRoles":["public"],
+   "appendOnly":{"requireAuthorSignature":false}},
+  {"name":"news","storagePath":"news/doc","readRoles":["public"],"writeRoles":["public"]}]}"#;
+
+#[test]
+fn append_only_collections_cannot_be_replicated() {
+    // replica.md §3 rule 2, as the official replica plugin validates it.
+    let dir = temp_dir("append-replica");
+    let cfg = dir.join("config.json");
+    std::fs::write(&cfg, REPLICA_CONFIG).unwrap();
+    let rep = dir.join("replica.json");
+    std::fs::write(
+        &rep,
+        r#"{"collections":{"ev":{"url":"http://127.0.0.1:9/v1","pullPath":"/pull/ev/all"}}}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_starfish"))
+        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--replica")
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("[starfish-replica] invalid configuration:\n- Collection \"ev\": appendOnly cannot be used with remote replication"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_replica_serves_its_local_append_only_collections() {
+    // The replica plugin only acts on replicated collections (here `news`,
+    // whose primary is unreachable); a local log works as anywhere else.
+    let s = Setup::new(REPLICA_CONFIG)
+        .replica(r#"{"collections":{"news":{"url":"http://127.0.0.1:9/v1","pullPath":"/pull/news/doc","intervalMs":60000,"headers":{},"writeMode":"pull_only","syncTriggers":["scheduled"]}}}"#)
+        .start();
+    append_ok(
+        &s,
+        "/v1/push/ev/all",
+        r#"{"data":{"a":1},"ts":3}"#,
+        &n_last(1, r#"{"a":1}"#),
+    );
+    assert_eq!(
+        pull_text(&s, "/v1/pull/ev/all?last=1"),
+        format!(
+            r#"{{"data":{{"items":[{{"ts":3,"data":{{"a":1}}}}]}},"hash":"{}","timestamp":{{TS}}}}"#,
+            n_last(1, r#"{"a":1}"#)
+        )
+    );
+    s.post_json("/v1/push/news/doc", r#"{"data":{}}"#)
+        .assert_error(405, "This collection is read-only on this server");
+}

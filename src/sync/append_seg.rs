@@ -403,7 +403,9 @@ mod tests {
         // throws (a 500) on its next append.
         let store = MemoryStore::new();
         append::append(&store, "k", &push(0), &settings(Some(3.0)), 10).unwrap();
-        store.put("k__seg/0000000000000010", br#"{"not":"an array"}"#).unwrap();
+        store
+            .put("k__seg/0000000000000010", br#"{"not":"an array"}"#)
+            .unwrap();
         let a = append::append(&store, "k", &push(1), &settings(Some(3.0)), 20).unwrap();
         assert_eq!(a.ts, 20.0, "latest falls back to the head's ts");
         assert_eq!(
