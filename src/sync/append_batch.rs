@@ -11,7 +11,7 @@
 //! is the checkpoint; the bounds are then checked like a standalone pull
 //! (without `full`), and a failure is the entry's `{"error": ...}`.
 
-use super::append::{self, js_to_number, AppendSettings, PullParams};
+use super::append::{self, js_to_number, AppendSettings, LogRead, PullParams};
 use crate::config::CollectionConfig;
 use crate::proto::canonical::js_number;
 use crate::proto::json::{self, Object, Value};
@@ -185,25 +185,20 @@ impl AppendParams {
     }
 }
 
-fn error_entry(msg: &str) -> Value {
-    let mut o = Object::with_capacity(1);
-    o.insert("error", msg.into());
-    Value::Object(o)
-}
-
-/// Read one batch entry with append bounds: `{"data","hash","timestamp"}`,
-/// or `{"error": ...}` (`append_params_not_supported` for a collection that
-/// stores no log, a bound error, or `Internal error`). The caller has done
-/// the access, key and scope checks.
+/// Read one batch entry with append bounds. `Err` is the entry's error
+/// string: `append_params_not_supported` for a collection that stores no
+/// log, a bound error, or `Internal error`. The caller has done the access,
+/// key and scope checks, and builds the entry with [`LogRead::answer`]
+/// (field read permissions and TTL apply to the read in between).
 pub fn read_entry(
     store: &dyn Store,
     col: &CollectionConfig,
     key: &str,
     b: &EntryBounds,
     now_ms: i64,
-) -> Value {
+) -> Result<LogRead, &'static str> {
     let Some(settings) = AppendSettings::of(col).filter(|s| s.persist) else {
-        return error_entry("append_params_not_supported");
+        return Err("append_params_not_supported");
     };
     // The handler passes `String(n)` on, where it is parsed again.
     let since = b.since.map(js_number);
@@ -215,18 +210,12 @@ pub fn read_entry(
         last: last.as_deref(),
         full: None,
     };
-    let bounds = match append::parse_bounds(&params, &settings.limits, now_ms) {
-        Ok(b) => b,
-        Err(e) => return error_entry(e.message().unwrap_or("Internal error")),
-    };
-    match append::read(store, key, &settings.field, &bounds) {
-        // Field read permissions and TTL apply to `read.data` here.
-        Ok(read) => read.answer(now_ms),
-        Err(e) => {
-            log::error!("batch append read of {key:?} failed: {e}");
-            error_entry("Internal error")
-        }
-    }
+    let bounds = append::parse_bounds(&params, &settings.limits, now_ms)
+        .map_err(|e| e.message().unwrap_or("Internal error"))?;
+    append::read(store, key, &settings.field, &bounds).map_err(|e| {
+        log::error!("batch append read of {key:?} failed: {e}");
+        "Internal error"
+    })
 }
 
 #[cfg(test)]

@@ -262,7 +262,10 @@ fn entry(
         return error_entry("Forbidden");
     }
     if let Some(b) = append {
-        return append_batch::read_entry(store, col, &key, b, now_ms);
+        return match append_batch::read_entry(store, col, &key, b, now_ms) {
+            Ok(read) => read.answer(now_ms),
+            Err(e) => error_entry(e),
+        };
     }
     match doc::read(store, &key) {
         Ok(doc::Read::Doc(d)) => doc::entry_answer(Some(&d), Some(now_ms)),
