@@ -13,7 +13,7 @@
 //! | [`config`] | the sync config: loader, validation with the official messages, routes from storage paths |
 //! | [`auth`] | who is calling: the resolver seam, cap-cert resolver, nonce cache, access decision |
 //! | [`store`] | document storage: the `Store` trait, key validation, memory and filesystem backends |
-//! | [`sync`] | pull, push, bundles and batch pull as business rules over a store |
+//! | [`sync`] | pull, push, bundles and batch pull as business rules over a store; list, rate limits, TTL, the `/config` view |
 //! | [`http`] | our own HTTP/1 server (strict framing, keep-alive, pipelining, deadlines, graceful shutdown), the router and the service |
 //! | [`server`] | assembling config, store, auth and HTTP into a running server |
 //! | [`logger`] | a tiny stderr logger for the `log` facade |

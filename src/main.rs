@@ -1,5 +1,6 @@
 //! The `starfish` command line. Thin: parse arguments, call the library.
 
+use starfish::http::client_ip::{Cidr, TrustedProxies};
 use starfish::server::{load_config, ServeOptions, Server, StoreChoice};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,14 @@ Options for serve:
   --threads N             executor threads (default: available cores)
   --replica FILE          replicate collections from a primary (settings JSON,
                           see README: collections by name, optional auth)
+  --trusted-proxy CIDR    a reverse proxy whose X-Forwarded-For names the client
+                          (repeatable; e.g. 127.0.0.1, 10.0.0.0/8, fd00::/8).
+                          Without it, rate limits key ip on the TCP peer only
+  --rate-limit-buckets N  buckets kept per rate-limit counter (default 10000;
+                          the oldest window is dropped when full)
+  --config-endpoint MODE  serve GET /config: public | role-filtered (default: off)
+  --ttl-sweep-ms N        remove documents past their collection's ttlMs every
+                          N ms (default 60000; 0: never, as the official server)
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --nonce-per-signer N    live nonces per signing key (default 4096)
@@ -85,6 +94,32 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--trusted-proxy" => {
+                let v = value(&mut args, &a)?;
+                let block: Cidr = v
+                    .parse()
+                    .map_err(|e| Usage(format!("--trusted-proxy: {e}")))?;
+                let mut blocks = opts.trusted_proxies.blocks().to_vec();
+                blocks.push(block);
+                opts.trusted_proxies = TrustedProxies::new(blocks);
+            }
+            "--rate-limit-buckets" => {
+                opts.rate_limit_buckets = number(&mut args, &a)?;
+                if opts.rate_limit_buckets == 0 {
+                    return Err(Usage("--rate-limit-buckets must be at least 1".into()));
+                }
+            }
+            "--config-endpoint" => {
+                let v = value(&mut args, &a)?;
+                opts.config_endpoint = Some(
+                    v.parse()
+                        .map_err(|e| Usage(format!("--config-endpoint: {e}")))?,
+                );
+            }
+            "--ttl-sweep-ms" => {
+                let ms: u64 = number(&mut args, &a)?;
+                opts.ttl_sweep = (ms > 0).then(|| std::time::Duration::from_millis(ms));
+            }
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,

@@ -7,10 +7,14 @@
 
 use crate::auth::cap::{CapResolver, CapResolverConfig};
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
+use crate::http::client_ip::TrustedProxies;
 use crate::http::service::{Service, ServiceOptions};
 use crate::http::{serve_on, ServerConfig};
 use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
 use crate::store::{FsStore, MemoryStore, Store, StoreError};
+use crate::sync::config_endpoint::ConfigEndpoint;
+use crate::sync::rate_limit::DEFAULT_MAX_BUCKETS;
+use crate::sync::ttl::{SweepPlan, Sweeper, DEFAULT_SWEEP_INTERVAL};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +49,16 @@ pub struct ServeOptions {
     /// Replica settings file (`--replica FILE`): pull collections from a
     /// primary and serve them locally.
     pub replica: Option<PathBuf>,
+    /// Proxies trusted to name the client in `X-Forwarded-For`
+    /// (`--trusted-proxy`, repeatable).
+    pub trusted_proxies: TrustedProxies,
+    /// Buckets per rate-limit counter (`--rate-limit-buckets`).
+    pub rate_limit_buckets: usize,
+    /// `GET /config` mode (`--config-endpoint`); off by default.
+    pub config_endpoint: Option<ConfigEndpoint>,
+    /// How often expired `ttlMs` documents are removed (`--ttl-sweep-ms`);
+    /// `None` never removes them (the official behaviour).
+    pub ttl_sweep: Option<std::time::Duration>,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +75,10 @@ impl Default for ServeOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             replica: None,
+            trusted_proxies: TrustedProxies::default(),
+            rate_limit_buckets: DEFAULT_MAX_BUCKETS,
+            config_endpoint: None,
+            ttl_sweep: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
@@ -120,6 +138,7 @@ pub struct Server {
     threads: usize,
     description: String,
     replica: Option<Arc<ReplicaManager>>,
+    sweeper: Option<Sweeper>,
 }
 
 impl Server {
@@ -158,9 +177,23 @@ impl Server {
             ServiceOptions {
                 base_path: base.clone(),
                 blocking_store: blocking,
+                trusted_proxies: opts.trusted_proxies.clone(),
+                rate_limit_buckets: opts.rate_limit_buckets,
+                config_endpoint: opts.config_endpoint,
                 ..ServiceOptions::default()
             },
         );
+        let sweeper = opts.ttl_sweep.and_then(|interval| {
+            let plan = SweepPlan::new(&config);
+            (!plan.is_empty()).then(|| {
+                log::info!(
+                    "ttl sweep of {} collection(s) every {} ms",
+                    plan.len(),
+                    interval.as_millis() as u64
+                );
+                Sweeper::new(plan, store.clone(), blocking, service.locks(), interval)
+            })
+        });
         let replica = match &opts.replica {
             None => None,
             Some(path) => {
@@ -190,6 +223,7 @@ impl Server {
             threads: opts.threads.max(1),
             description,
             replica,
+            sweeper,
         })
     }
 
@@ -226,6 +260,8 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || async_io::block_on(ex.run(rx.recv())));
             }
+            // Cancelled when dropped, after the server has stopped.
+            let sweeper_task = self.sweeper.map(|sweeper| ex.spawn(sweeper.run()));
             let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
                 ex.spawn(manager.run(SchedulerOptions::default(), async move {
@@ -240,6 +276,7 @@ impl Server {
                 shutdown,
             )));
             stop_tx.close();
+            drop(sweeper_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
                 async_io::block_on(ex.run(task));

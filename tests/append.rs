@@ -33,7 +33,10 @@ const CONFIG: &str = r#"{
     {"name": "m1", "bundle": "b", "storagePath": "bun/{id}", "readRoles": ["public"], "writeRoles": ["public"],
      "encryption": "none", "maxBodyBytes": 1000, "appendOnly": {"persist": false, "requireAuthorSignature": false}},
     {"name": "m2", "bundle": "b", "storagePath": "bun/{id}", "readRoles": ["public"], "writeRoles": ["public"],
-     "encryption": "none", "maxBodyBytes": 1000}
+     "encryption": "none", "maxBodyBytes": 1000},
+    {"name": "ttl", "storagePath": "ttl/{id}", "readRoles": ["public"], "writeRoles": ["public"],
+     "encryption": "none", "maxBodyBytes": 1000, "cacheDurationMs": 2000, "ttlMs": 1,
+     "appendOnly": {"chunkSize": 2, "requireAuthorSignature": false}}
   ]
 }"#;
 
@@ -669,6 +672,54 @@ fn persist_false_answers_the_data_hash_and_stores_nothing() {
         r#"{"collections":{"m1":{"data":{},"hash":""},"m2":{"data":{},"hash":""}},"timestamp":{TS}}"#,
         t0,
     );
+}
+
+#[test]
+fn an_expired_log_pulls_empty_with_the_stored_etag() {
+    // ttlMs on an append-only log, as the official route applies it after
+    // the bounded read: the whole answer becomes the empty one, while the
+    // read's ETag (the stored hash) stays and no 304 is given; batch
+    // entries keep everything but the elements.
+    let s = server();
+    append_ok(
+        &s,
+        "/v1/push/ttl/t",
+        r#"{"data":{"a":1},"ts":5}"#,
+        &n_last(1, r#"{"a":1}"#),
+    );
+    append_ok(
+        &s,
+        "/v1/push/ttl/t",
+        r#"{"data":{"a":2},"ts":6}"#,
+        &n_last(2, r#"{"a":2}"#),
+    );
+    let hash = n_last(2, r#"{"a":2}"#);
+    let etag = format!("\"{hash}\"");
+    for inm in ["\"x\"", etag.as_str()] {
+        let r = Req::new("GET", "/v1/pull/ttl/t?full=1")
+            .header("If-None-Match", inm)
+            .send(&s);
+        r.assert_json_ts(200, r#"{"data":{},"hash":"","timestamp":{TS}}"#, 0);
+        assert_eq!(r.header("etag"), Some(etag.as_str()));
+        assert_eq!(r.header("cache-control"), Some("max-age=2"));
+    }
+    s.get("/v1/pull/ttl/none?full=1").assert_json_ts(
+        200,
+        r#"{"data":{"items":[]},"hash":"","timestamp":{TS}}"#,
+        0,
+    );
+    let v = batch(
+        &s,
+        "ttl",
+        r#"{"ttl":[{"id":"t"}]}"#,
+        r#"{"ttl":[{"last":1}]}"#,
+    )
+    .json();
+    assert_eq!(
+        v["collections"]["ttl"][0]["data"],
+        serde_json::json!({"items": []})
+    );
+    assert_eq!(v["collections"]["ttl"][0]["hash"], hash);
 }
 
 // ---------------------------------------------------------------- batch

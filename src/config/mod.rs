@@ -18,10 +18,10 @@
 //! `listable`, `restrictions`, and the top-level / namespace `rateLimit` and
 //! `restrictions`) are kept as raw [`Value`]s after the official coercions.
 //! They are validated with the official EXTENDED rules (so exactly the
-//! configs the official server accepts are accepted); each feature's own
-//! module types the settings it needs from the raw value (`appendOnly`:
-//! [`crate::sync::append::AppendSettings`]). Every set field whose feature
-//! starfish-rs does not implement yet adds a warning
+//! configs the official server accepts are accepted) and interpreted by the
+//! module that implements the feature (`rateLimit`: `sync::rate_limit`,
+//! `listable`: `sync::list`, `ttlMs`: `sync::ttl`, `appendOnly`:
+//! `sync::append`). Each one that is set and not implemented yet adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
@@ -65,7 +65,11 @@ pub struct SyncConfig {
     /// Namespaces in JavaScript object order (array-index names first).
     /// An absent `namespaces` and `{}` both give an empty list.
     pub namespaces: Vec<(String, NamespaceConfig)>,
-    /// EXTENDED global rate limit (absent when falsy). Ignored.
+    /// Whether the file has a non-null `namespaces` key (even `{}`): the
+    /// official `GET /config` answer then has a `namespaces` member.
+    pub namespaces_declared: bool,
+    /// EXTENDED global rate limit (absent when falsy): defaults for the
+    /// collections' rate limits (see `sync::rate_limit`).
     pub rate_limit: Option<Value>,
     /// EXTENDED global restrictions. Ignored.
     pub restrictions: Option<Value>,
@@ -109,7 +113,7 @@ pub struct CollectionConfig {
     pub keyring_path: Option<String>,
     /// JavaScript truthiness of `forceFullFetch`.
     pub force_full_fetch: bool,
-    /// EXTENDED fields, raw after the loader coercions. Ignored.
+    /// EXTENDED fields, raw after the loader coercions.
     pub extended: ExtendedFields,
     segments: Vec<Segment>,
 }
@@ -129,9 +133,9 @@ pub struct ExtendedFields {
 }
 
 impl ExtendedFields {
-    /// The JSON names of the fields that are set, would have an effect on
-    /// the official server (falsy `listable` and empty `restrictions` are
-    /// inert there) and are not implemented by starfish-rs (`appendOnly` is).
+    /// The JSON names of the fields that are set and would have an effect
+    /// on the official server (falsy `listable` and empty `restrictions`
+    /// are inert there and are not listed).
     pub fn active(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.rate_limit.is_some() {
@@ -139,6 +143,9 @@ impl ExtendedFields {
         }
         if self.object_schema.is_some() {
             out.push("objectSchema");
+        }
+        if self.append_only.is_some() {
+            out.push("appendOnly");
         }
         if self.ttl_ms.is_some() {
             out.push("ttlMs");

@@ -9,6 +9,7 @@
 //! | [`framing`] | the pure, audited part: parsing a request head ([`parse_head`]), every framing decision (400 / 413 / 431 / 501), chunked decoding, the request URL. No I/O. |
 //! | `conn` | the per-connection loop: one read buffer per connection (pipelining), keep-alive, `Expect: 100-continue`, deadlines, response writing. |
 //! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]). |
+//! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
 //!
 //! ## Threads and executors
 //!
@@ -47,6 +48,7 @@
 //! must remove it after setting the body. The server itself never adds one to
 //! handler responses.
 
+pub mod client_ip;
 pub mod framing;
 pub mod response;
 pub mod router;

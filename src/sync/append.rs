@@ -27,9 +27,11 @@
 //!   stays segmented even if `chunkSize` is later removed from the config.
 //!   The wire format is the same for both.
 //!
-//! Seams for the other EXTENDED features: field read permissions filter
-//! each element's `data` through [`element_data_mut`]; a TTL check can use
-//! [`LogRead::stored_ts`]; rate limits and write-side checks run before the
+//! `ttlMs` applies as upstream: an expired log (its last append older than
+//! the TTL) pulls as the empty answer (the `ETag` of the stored hash kept)
+//! and its batch entries have no elements ([`LogRead::expired`]). Field
+//! read permissions can filter each element's `data` through
+//! [`element_data_mut`]; rate limits and write-side checks run before the
 //! append branch, on the parsed body, like for any push.
 
 use super::{append_seg, append_splice, SyncError};
@@ -570,8 +572,10 @@ pub struct LogRead {
     /// Whether a document was stored (the official answer then carries
     /// `Cache-Control`; a missing one answers without headers).
     pub found: bool,
-    /// The stored document-level `ts` (for TTL checks).
+    /// The stored document-level `ts` (the last append's; for TTL checks).
     pub stored_ts: Option<f64>,
+    /// The array field.
+    pub field: String,
 }
 
 impl LogRead {
@@ -581,6 +585,20 @@ impl LogRead {
             .as_str()
             .filter(|h| !h.is_empty())
             .map(|h| format!("\"{h}\""))
+    }
+
+    /// Whether the log is expired under `col`'s `ttlMs` (the official check
+    /// on the stored `ts`, 0 when absent).
+    pub fn expired(&self, col: &CollectionConfig, now_ms: i64) -> bool {
+        super::ttl::ttl_ms(col)
+            .is_some_and(|ttl| super::ttl::is_expired(self.stored_ts.unwrap_or(0.0), ttl, now_ms))
+    }
+
+    /// Empty the selected elements (a batch entry of an expired log keeps
+    /// the rest of its answer).
+    pub fn clear_elements(&mut self) {
+        self.data
+            .insert(self.field.as_str(), Value::Array(Vec::new()));
     }
 
     /// The pull answer `{"data","hash","timestamp"}`.
@@ -608,6 +626,7 @@ pub fn read(
             hash: "".into(),
             found: false,
             stored_ts: None,
+            field: field.to_owned(),
         });
     };
     let mut data = match stored.remove("data") {
@@ -634,6 +653,7 @@ pub fn read(
         hash,
         found: true,
         stored_ts,
+        field: field.to_owned(),
     })
 }
 

@@ -2,7 +2,7 @@
 //! with per-entry errors.
 
 use super::append_batch::{self, AppendParams, AppendParamsError, EntryBounds};
-use super::{doc, keys};
+use super::{doc, keys, ttl};
 use crate::auth::{roles::Access, Auth, ROLE_SELF};
 use crate::config::CollectionConfig;
 use crate::proto::{
@@ -263,12 +263,23 @@ fn entry(
     }
     if let Some(b) = append {
         return match append_batch::read_entry(store, col, &key, b, now_ms) {
-            Ok(read) => read.answer(now_ms),
+            Ok(mut read) => {
+                if read.expired(col, now_ms) {
+                    read.clear_elements();
+                }
+                read.answer(now_ms)
+            }
             Err(e) => error_entry(e),
         };
     }
     match doc::read(store, &key) {
-        Ok(doc::Read::Doc(d)) => doc::entry_answer(Some(&d), Some(now_ms)),
+        Ok(doc::Read::Doc(mut d)) => {
+            if ttl::doc_expired(col, &d, now_ms) {
+                // As the official batch: empty data, the stored hash kept.
+                d.data = Value::Object(Object::new());
+            }
+            doc::entry_answer(Some(&d), Some(now_ms))
+        }
         Ok(_) => doc::entry_answer(None, Some(now_ms)),
         Err(e) => {
             log::error!("batch read of {key:?} failed: {e}");
