@@ -545,12 +545,7 @@ impl Service {
         settings: AppendSettings,
         key: String,
     ) -> Result<Response, Failure> {
-        let (checkpoint, limit, last, full) = (
-            ctx.query("checkpoint"),
-            ctx.query("limit"),
-            ctx.query("last"),
-            ctx.query("full"),
-        );
+        let [checkpoint, limit, last, full] = append_query(ctx.req.url().query());
         let params = append::PullParams {
             checkpoint: checkpoint.as_deref(),
             limit: limit.as_deref(),
@@ -563,26 +558,7 @@ impl Service {
             .store_op(move |s| append::read(s, &key, &settings.field, &bounds))
             .await
             .map_err(SyncError::from)?;
-        let etag = read.etag();
-        let found = read.found;
-        // Expired (ttlMs): the official empty answer, yet with the ETag of
-        // the stored hash and never a 304.
-        let body = if read.expired(col, ctx.now) {
-            doc::pull_answer(None, ctx.now, None)
-        } else {
-            if etag.is_some() && etag.as_deref() == ctx.header("if-none-match") {
-                return Ok(response::not_modified());
-            }
-            read.answer(ctx.now)
-        };
-        let mut res = json_ok(&body);
-        if found {
-            add_cache_control(&mut res, col);
-        }
-        if let Some(etag) = etag {
-            res.insert_header("ETag", etag);
-        }
-        Ok(res)
+        Ok(append_pull_response(ctx, col, read))
     }
 
     /// An append-only push: the append branch's body checks, then the
@@ -772,6 +748,39 @@ fn decision_response(d: PluginDecision) -> Option<Response> {
         }
         PluginDecision::Respond(status, body) => Some(json_status(status, &body)),
     }
+}
+
+/// The append-only pull bounds of a query: `checkpoint`, `limit`, `last`,
+/// `full`.
+#[inline(never)]
+fn append_query(query: Option<&str>) -> [Option<String>; 4] {
+    ["checkpoint", "limit", "last", "full"].map(|n| query.and_then(|q| query_param(q, n)))
+}
+
+/// The answer to a bounded append-only read: `304` on a matching
+/// `If-None-Match`; `Cache-Control` only when a log is stored; an expired
+/// log (ttlMs) answers the official empty answer, with the `ETag` of the
+/// stored hash and never a `304`.
+#[inline(never)]
+fn append_pull_response(ctx: &Ctx<'_>, col: &CollectionConfig, read: append::LogRead) -> Response {
+    let etag = read.etag();
+    let found = read.found;
+    let body = if read.expired(col, ctx.now) {
+        doc::pull_answer(None, ctx.now, None)
+    } else {
+        if etag.is_some() && etag.as_deref() == ctx.header("if-none-match") {
+            return response::not_modified();
+        }
+        read.answer(ctx.now)
+    };
+    let mut res = json_ok(&body);
+    if found {
+        add_cache_control(&mut res, col);
+    }
+    if let Some(etag) = etag {
+        res.insert_header("ETag", etag);
+    }
+    res
 }
 
 fn check_params(t: &Target<'_>) -> Result<(), SyncError> {
