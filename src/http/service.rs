@@ -524,15 +524,13 @@ impl Service {
         }
         let body = push::parse_json_body(ctx.header("content-type"), &ctx.body)?;
         let presenter = auth.as_ref().and_then(|a| a.presenter.as_deref());
-        if let Some(settings) = AppendSettings::of(col) {
-            return self.append_push(ctx, settings, key, body, presenter).await;
-        }
-        let push = push::validate(body, &key, presenter)?;
+        let write = match push::plan(col, body, &key, presenter, ctx.now)? {
+            push::Plan::Write(w) => w,
+            push::Plan::Done(w) => return Ok(json_ok(&push::answer(&w))),
+        };
         let _guard = self.locks.lock(&key).await;
         let now = ctx.now;
-        let written = self
-            .store_op(move |s| push::write(s, &key, &push, now))
-            .await?;
+        let written = self.store_op(move |s| write.run(s, &key, now)).await?;
         Ok(json_ok(&push::answer(&written)))
     }
 
@@ -559,28 +557,6 @@ impl Service {
             .await
             .map_err(SyncError::from)?;
         Ok(append_pull_response(ctx, col, read))
-    }
-
-    /// An append-only push: the append branch's body checks, then the
-    /// append under the key's lock (`persist: false`: nothing stored).
-    async fn append_push(
-        &self,
-        ctx: &Ctx<'_>,
-        settings: AppendSettings,
-        key: String,
-        body: Object,
-        presenter: Option<&str>,
-    ) -> Result<Response, Failure> {
-        let push = append::validate_push(body, &settings, &key, presenter, ctx.now)?;
-        if !settings.persist {
-            return Ok(json_ok(&append::unstored(&push, ctx.now).answer()));
-        }
-        let _guard = self.locks.lock(&key).await;
-        let now = ctx.now;
-        let appended = self
-            .store_op(move |s| append::append(s, &key, &push, &settings, now))
-            .await?;
-        Ok(json_ok(&appended.answer()))
     }
 
     async fn binary_push(

@@ -34,11 +34,11 @@
 //! [`element_data_mut`]; rate limits and write-side checks run before the
 //! append branch, on the parsed body, like for any push.
 
+use super::push::Written;
 use super::{append_seg, append_splice, SyncError};
 use crate::config::CollectionConfig;
 use crate::proto::{
     canonical::{js_number, write_canonical},
-    encoding::js_trim,
     hash::sha256_hex,
     json::{self, JsString, Object, Value},
     request_sig,
@@ -109,7 +109,7 @@ impl AppendSettings {
         Some(AppendSettings {
             field: match o.get("field") {
                 None | Some(Value::Null) => DEFAULT_FIELD.to_owned(),
-                Some(f) => js_to_string(f),
+                Some(f) => super::js_to_string(f),
             },
             persist: !is_false("persist"),
             max_items: num("maxItems"),
@@ -160,9 +160,10 @@ pub enum AppendError {
     FullWithBounds,
     FullNotAllowed,
     CheckpointTooOld,
-    /// A stored element without a non-negative integer `ts` cannot name a
-    /// chunk (the official server throws): a plain 500.
-    ChunkTs,
+    /// A stored log this server cannot extend (an element without a
+    /// non-negative integer `ts` cannot name a chunk; the official server
+    /// throws): a plain 500.
+    Internal,
 }
 
 impl AppendError {
@@ -171,7 +172,7 @@ impl AppendError {
         match self {
             AuthorNotPresenter | AuthorBadSignature => 403,
             LimitExceeded { .. } | NonMonotonicTimestamp => 409,
-            ChunkTs => 500,
+            Internal => 500,
             _ => 400,
         }
     }
@@ -194,7 +195,7 @@ impl AppendError {
             FullWithBounds => "full_with_bounds",
             FullNotAllowed => "full_not_allowed",
             CheckpointTooOld => "checkpoint_too_old",
-            ChunkTs => return None,
+            Internal => return None,
         })
     }
 }
@@ -203,7 +204,7 @@ impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.message() {
             Some(m) => write!(f, "{} {m}", self.status()),
-            None => f.write_str("stored append element without a usable ts"),
+            None => f.write_str("a stored append-only log that cannot be extended"),
         }
     }
 }
@@ -271,29 +272,12 @@ pub fn validate_push(
     Ok(AppendPush { item, author, ts })
 }
 
-/// A successful append: the push answer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Appended {
-    pub hash: String,
-    pub ts: f64,
-}
-
-impl Appended {
-    /// `{"hash","timestamp"}`.
-    pub fn answer(&self) -> Value {
-        let mut o = Object::with_capacity(2);
-        o.insert("hash", self.hash.as_str().into());
-        o.insert("timestamp", Value::Number(self.ts));
-        Value::Object(o)
-    }
-}
-
 /// The `persist: false` answer: `hash(data)` and the client's `ts` or now.
 /// Nothing is stored.
-pub fn unstored(push: &AppendPush, now_ms: i64) -> Appended {
+pub fn unstored(push: &AppendPush, now_ms: i64) -> Written {
     let mut out = Vec::new();
     write_object_canonical(&mut out, &push.item);
-    Appended {
+    Written {
         hash: sha256_hex(&out),
         ts: push.ts.unwrap_or(now_ms as f64),
     }
@@ -307,30 +291,18 @@ pub fn append(
     push: &AppendPush,
     settings: &AppendSettings,
     now_ms: i64,
-) -> Result<Appended, SyncError> {
+) -> Result<Written, SyncError> {
     let raw = store.get(key)?.filter(|r| !r.is_empty());
+    let field = settings.field.as_str();
     if settings.chunk_size.is_none() {
-        if let Some(done) = raw
+        if let Some(doc) = raw
             .as_deref()
-            .and_then(|r| append_splice(store, key, r, push, settings, now_ms))
+            .and_then(|r| append_splice::locate_single(r, field))
         {
-            return done;
+            return append_single(store, key, &doc, push, settings, now_ms);
         }
     }
-    append_parsed(store, key, raw.as_deref(), push, settings, now_ms)
-}
-
-/// [`append`] over the parsed stored document (`raw`: its bytes, if any).
-fn append_parsed(
-    store: &dyn Store,
-    key: &str,
-    raw: Option<&[u8]>,
-    push: &AppendPush,
-    settings: &AppendSettings,
-    now_ms: i64,
-) -> Result<Appended, SyncError> {
-    let field = settings.field.as_str();
-    let head = raw.and_then(|r| decode_object(key, r));
+    let head = raw.as_deref().and_then(|r| decode_object(key, r));
     let is_seg = head
         .as_ref()
         .is_some_and(|h| matches!(h.get("seg"), Some(Value::Bool(true))));
@@ -354,35 +326,21 @@ fn append_parsed(
     if let Some(chunk_size) = chunk_size {
         return append_seg::append(store, key, head, is_seg, push, field, chunk_size, now_ms);
     }
+    // A single document in another layout (none yet, foreign formatting,
+    // duplicate keys, ...): print its `data` plainly, with `data[field]` an
+    // array, then splice as above.
     let mut data = match head.and_then(|mut h| h.remove("data")) {
         Some(Value::Object(o)) => o,
         _ => Object::new(),
     };
-    let latest = match data.get(field) {
-        Some(Value::Array(a)) => a.last().map_or(-1.0, element_ts),
-        _ => -1.0,
-    };
-    let ts = resolve_ts(push.ts, latest, now_ms)?;
-    let el = element(ts, push);
-    let hash = match data.get_mut(field) {
-        Some(Value::Array(a)) => {
-            let hash = n_last_hash(a.len() + 1, &el);
-            a.push(el);
-            hash
-        }
-        _ => {
-            let hash = n_last_hash(1, &el);
-            data.insert(field, Value::Array(vec![el]));
-            hash
-        }
-    };
-    let mut doc = Object::with_capacity(4);
-    doc.insert("v", Value::Number(1.0));
-    doc.insert("data", Value::Object(data));
-    doc.insert("ts", Value::Number(ts));
-    doc.insert("hash", hash.as_str().into());
-    store.put(key, &json::to_js_json(&Value::Object(doc)))?;
-    Ok(Appended { hash, ts })
+    if !matches!(data.get(field), Some(Value::Array(_))) {
+        data.insert(field, Value::Array(Vec::new()));
+    }
+    let mut plain = Object::with_capacity(1);
+    plain.insert("data", Value::Object(data));
+    let plain = json::to_js_json(&Value::Object(plain));
+    let doc = append_splice::locate_single(&plain, field).ok_or(AppendError::Internal)?;
+    append_single(store, key, &doc, push, settings, now_ms)
 }
 
 fn check_max_items(count: f64, settings: &AppendSettings) -> Result<(), AppendError> {
@@ -392,30 +350,23 @@ fn check_max_items(count: f64, settings: &AppendSettings) -> Result<(), AppendEr
     }
 }
 
-/// The single-document append without parsing the log: `None` when the
-/// stored layout is not the plain one (then the caller parses).
-fn append_splice(
+/// Append to a single-document log located in its stored bytes: the new
+/// element is spliced in, the envelope rebuilt.
+fn append_single(
     store: &dyn Store,
     key: &str,
-    raw: &[u8],
+    doc: &append_splice::SingleDoc<'_>,
     push: &AppendPush,
     settings: &AppendSettings,
     now_ms: i64,
-) -> Option<Result<Appended, SyncError>> {
-    let doc = append_splice::locate_single(raw, &settings.field)?;
-    let latest = match doc.count() {
-        0 => -1.0,
-        _ => element_ts(&doc.last()?),
-    };
-    let run = || {
-        check_max_items(doc.count() as f64, settings)?;
-        let ts = resolve_ts(push.ts, latest, now_ms)?;
-        let el = element(ts, push);
-        let hash = n_last_hash(doc.count() + 1, &el);
-        store.put(key, &doc.with_element(&el, ts, &hash))?;
-        Ok(Appended { hash, ts })
-    };
-    Some(run())
+) -> Result<Written, SyncError> {
+    check_max_items(doc.count() as f64, settings)?;
+    let latest = doc.last().map_or(-1.0, |el| element_ts(&el));
+    let ts = resolve_ts(push.ts, latest, now_ms)?;
+    let el = element(ts, push);
+    let hash = n_last_hash(doc.count() + 1, &el);
+    store.put(key, &doc.with_element(&el, ts, &hash))?;
+    Ok(Written { hash, ts })
 }
 
 /// The stored object at `key`: `None` when missing, empty, or not a JSON
@@ -694,110 +645,6 @@ pub fn element_data_mut<'a>(
     })
 }
 
-// ---------------------------------------------------------------- JS coercions
-
-/// JavaScript `String(v)` for a JSON value (arrays join their elements
-/// with `,`, `null` inside an array printing as nothing).
-pub(crate) fn js_to_string(v: &Value) -> String {
-    match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) if n.is_nan() => "NaN".to_owned(),
-        Value::Number(n) if n.is_infinite() => {
-            if *n > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
-        }
-        Value::Number(n) => js_number(*n),
-        Value::String(s) => s.to_string_lossy(),
-        Value::Array(a) => a
-            .iter()
-            .map(|e| match e {
-                Value::Null => String::new(),
-                e => js_to_string(e),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
-        Value::Object(_) => "[object Object]".to_owned(),
-    }
-}
-
-/// JavaScript `Number(v)` for a JSON value.
-pub(crate) fn js_to_number(v: &Value) -> f64 {
-    match v {
-        Value::Null => 0.0,
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::Number(n) => *n,
-        Value::String(s) => string_to_number(&s.to_string_lossy()),
-        Value::Array(_) => string_to_number(&js_to_string(v)),
-        Value::Object(_) => f64::NAN,
-    }
-}
-
-/// JavaScript `StringToNumber`: trimmed; empty is 0; `0x`/`0o`/`0b`
-/// integers (unsigned); a signed decimal literal or `Infinity`; else NaN.
-fn string_to_number(s: &str) -> f64 {
-    let t = js_trim(s);
-    if t.is_empty() {
-        return 0.0;
-    }
-    let radix = match t.get(..2) {
-        Some("0x" | "0X") => Some(16),
-        Some("0o" | "0O") => Some(8),
-        Some("0b" | "0B") => Some(2),
-        _ => None,
-    };
-    if let Some(radix) = radix {
-        let digits = &t[2..];
-        if digits.is_empty() {
-            return f64::NAN;
-        }
-        let mut n = 0.0f64;
-        for c in digits.chars() {
-            match c.to_digit(radix) {
-                Some(d) => n = n * f64::from(radix) + f64::from(d),
-                None => return f64::NAN,
-            }
-        }
-        return n;
-    }
-    let (sign, body) = match t.as_bytes()[0] {
-        b'-' => (-1.0, &t[1..]),
-        b'+' => (1.0, &t[1..]),
-        _ => (1.0, t),
-    };
-    if body == "Infinity" {
-        return sign * f64::INFINITY;
-    }
-    let b = body.as_bytes();
-    let mut i = 0;
-    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    i += int_digits;
-    let mut frac_digits = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        frac_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        i += frac_digits;
-    }
-    if int_digits + frac_digits == 0 {
-        return f64::NAN;
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        let exp_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if exp_digits == 0 {
-            return f64::NAN;
-        }
-        i += exp_digits;
-    }
-    if i != b.len() {
-        return f64::NAN;
-    }
-    // Rust's float grammar accepts every literal that passed the check above.
-    body.parse::<f64>().map_or(f64::NAN, |n| sign * n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1030,65 +877,69 @@ mod tests {
     }
 
     #[test]
-    fn spliced_appends_store_what_parsed_appends_store() {
+    fn appends_store_what_parsing_and_pushing_would() {
         let s = settings(r#"{"requireAuthorSignature":false,"field":"ev"}"#);
         let push = AppendPush {
             item: obj(r#"{"é":"\ud83d\ude00","n":[1.5e300,-0]}"#),
             author: Some(("pk".into(), "sig".into())),
             ts: Some(1e15),
         };
-        for raw in [
-            r#"{"v":1,"data":{"ev":[]},"ts":1,"hash":"h"}"#,
-            r#"{"v":1,"data":{"b":1,"ev":[{"ts":3,"data":{}}],"2":{"ev":[9]}},"ts":3,"hash":"h","extra":[1]}"#,
-            " {\n \"data\" : { \"ev\" : [ {\"ts\" : 2.0e0 , \"data\":{\"x\":1E2}} ] , \"u\":\"\\u00e9\" } , \"v\":7 }\n",
-            r#"{"data":{"ev":[{"no ts":1}]}}"#,
-            r#"{"data":{"ev":[5]}}"#,
+        // (stored document, whether it is spliced as stored)
+        for (raw, as_stored) in [
+            (r#"{"v":1,"data":{"ev":[]},"ts":1,"hash":"h"}"#, true),
+            (
+                r#"{"v":1,"data":{"b":1,"ev":[{"ts":3,"data":{}}],"2":{"ev":[9]}},"ts":3,"hash":"h","extra":[1]}"#,
+                true,
+            ),
+            (
+                " {\n \"data\" : { \"ev\" : [ {\"ts\" : 2.0e0 , \"data\":{\"x\":1E2}} ] , \"u\":\"\\u00e9\" } , \"v\":7 }\n",
+                true,
+            ),
+            (r#"{"data":{"\u0065v":[{"no ts":1}]}}"#, true),
+            (r#"{"data":{"ev":[5]}}"#, true),
+            (r#"{"data":{"ev":[1],"ev":[2,3]}}"#, false),
+            (r#"{"data":{"ev":{"not":"an array"},"z":0}}"#, false),
+            (r#"{"data":{"x":1}}"#, false),
+            (r#"{"data":[1],"data":{"ev":[]}}"#, false),
+            (r#"{"seg":false,"data":{"ev":[7]}}"#, false),
+            (r#"{"data":"nope"}"#, false),
         ] {
-            let store = MemoryStore::new();
-            store.put("fast", raw.as_bytes()).unwrap();
-            let a = append(&store, "fast", &push, &s, 10).unwrap();
-            let b = append_parsed(&store, "slow", Some(raw.as_bytes()), &push, &s, 10).unwrap();
-            assert_eq!(a, b, "{raw}");
-            let fast = store.get("fast").unwrap().unwrap();
-            let slow = store.get("slow").unwrap().unwrap();
-            assert!(
+            assert_eq!(
                 append_splice::locate_single(raw.as_bytes(), "ev").is_some(),
-                "the fast path ran: {raw}"
+                as_stored,
+                "{raw}"
             );
+            let store = MemoryStore::new();
+            store.put("k", raw.as_bytes()).unwrap();
+            let w = append(&store, "k", &push, &s, 10).unwrap();
+            // The oracle: parse, push, rebuild the envelope, print.
+            let Value::Object(mut doc) = json::parse(raw.as_bytes()).unwrap() else {
+                panic!()
+            };
+            let mut data = match doc.remove("data") {
+                Some(Value::Object(o)) => o,
+                _ => Object::new(),
+            };
+            let mut items = match data.get("ev") {
+                Some(Value::Array(a)) => a.clone(),
+                _ => Vec::new(),
+            };
+            items.push(element(1e15, &push));
+            let hash = n_last_hash(items.len(), items.last().unwrap());
+            data.insert("ev", Value::Array(items));
+            let mut expected = Object::new();
+            expected.insert("v", Value::Number(1.0));
+            expected.insert("data", Value::Object(data));
+            expected.insert("ts", Value::Number(1e15));
+            expected.insert("hash", hash.as_str().into());
+            assert_eq!(w, Written { hash, ts: 1e15 }, "{raw}");
             // Equal as JavaScript reads them (its key order included).
-            let js = |b: &[u8]| json::to_js_json(&json::parse(b).unwrap());
-            assert_eq!(js(&fast), js(&slow), "{raw}");
-        }
-    }
-
-    #[test]
-    fn coercions() {
-        let n = |t: &str| js_to_number(&json::parse(t.as_bytes()).unwrap());
-        assert_eq!(n("true"), 1.0);
-        assert_eq!(n(r#""""#), 0.0);
-        assert_eq!(n(r#"" 12 ""#), 12.0);
-        assert_eq!(n(r#""0x10""#), 16.0);
-        assert_eq!(n(r#""1e3""#), 1000.0);
-        assert_eq!(n(r#"".5""#), 0.5);
-        assert_eq!(n(r#""5.""#), 5.0);
-        assert_eq!(n(r#""-0""#), 0.0);
-        assert!(n(r#""-0""#).is_sign_negative());
-        assert_eq!(n(r#""-Infinity""#), f64::NEG_INFINITY);
-        assert_eq!(n("[7]"), 7.0);
-        assert_eq!(n("[]"), 0.0);
-        assert_eq!(n("[[3]]"), 3.0);
-        for nan in [
-            r#""inf""#,
-            r#""1e""#,
-            r#""-0x1""#,
-            r#""1_0""#,
-            "{}",
-            "[1,2]",
-            r#""nan""#,
-            r#""." "#,
-            r#""0x""#,
-        ] {
-            assert!(n(nan).is_nan(), "{nan}");
+            let stored = json::parse(&store.get("k").unwrap().unwrap()).unwrap();
+            assert_eq!(
+                String::from_utf8(json::to_js_json(&stored)).unwrap(),
+                String::from_utf8(json::to_js_json(&Value::Object(expected))).unwrap(),
+                "{raw}"
+            );
         }
     }
 }

@@ -11,7 +11,8 @@
 //! is the checkpoint; the bounds are then checked like a standalone pull
 //! (without `full`), and a failure is the entry's `{"error": ...}`.
 
-use super::append::{self, js_to_number, AppendSettings, LogRead, PullParams};
+use super::append::{self, AppendSettings, LogRead, PullParams};
+use super::js_to_number;
 use crate::config::CollectionConfig;
 use crate::proto::canonical::js_number;
 use crate::proto::json::{self, Object, Value};

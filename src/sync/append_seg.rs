@@ -21,9 +21,10 @@
 //! the chunks a checkpoint or a `last` bound needs.
 
 use super::append::{
-    element, element_ts, n_last_hash, num, resolve_ts, AppendError, AppendPush, Appended, Bounds,
+    element, element_ts, n_last_hash, num, resolve_ts, AppendError, AppendPush, Bounds,
 };
 use super::append_splice::{append_to_array, array_tail, ArrayTail};
+use super::push::Written;
 use super::SyncError;
 use crate::proto::canonical::js_number;
 use crate::proto::json::{self, Object, Value};
@@ -142,7 +143,7 @@ pub(crate) fn append(
     field: &str,
     chunk_size: f64,
     now_ms: i64,
-) -> Result<Appended, SyncError> {
+) -> Result<Written, SyncError> {
     let data;
     let mut sealed_n = 0.0;
     let mut tail_key: Option<String> = None;
@@ -176,7 +177,7 @@ pub(crate) fn append(
             let per_chunk = (chunk_size as usize).max(1); // saturating
             let num_full = legacy.len() / per_chunk;
             for chunk in legacy.chunks(per_chunk).take(num_full) {
-                let ck = chunk_key(key, element_ts(&chunk[0])).ok_or(AppendError::ChunkTs)?;
+                let ck = chunk_key(key, element_ts(&chunk[0])).ok_or(AppendError::Internal)?;
                 store.put(&ck, &array_json(chunk))?;
             }
             latest = legacy.last().map_or(-1.0, element_ts);
@@ -184,7 +185,7 @@ pub(crate) fn append(
             sealed_n = sealed as f64;
             let rest = &legacy[sealed..];
             if let Some(first) = rest.first() {
-                tail_key = Some(chunk_key(key, element_ts(first)).ok_or(AppendError::ChunkTs)?);
+                tail_key = Some(chunk_key(key, element_ts(first)).ok_or(AppendError::Internal)?);
                 tail = Tail::of(array_json(rest)).expect("printed as an array");
             }
         }
@@ -207,7 +208,7 @@ pub(crate) fn append(
         _ => {
             let sealed = sealed_n + tail.len() as f64;
             let bytes = array_json(std::slice::from_ref(&el));
-            let ck = chunk_key(key, ts).ok_or(AppendError::ChunkTs)?;
+            let ck = chunk_key(key, ts).ok_or(AppendError::Internal)?;
             (ck, bytes, sealed, sealed + 1.0)
         }
     };
@@ -224,7 +225,7 @@ pub(crate) fn append(
     h.insert("chunkSize", Value::Number(chunk_size));
     h.insert("tailKey", write_key.as_str().into());
     store.put(key, &json::to_js_json(&Value::Object(h)))?;
-    Ok(Appended { hash, ts })
+    Ok(Written { hash, ts })
 }
 
 fn take_data(h: &mut Object) -> Object {

@@ -7,9 +7,9 @@
 //! Splicing gives a document that parses to exactly the values the slow path
 //! would write: the envelope is rebuilt (`{"v":1,"data":…,"ts":…,"hash":…}`),
 //! only the bytes of `data` are reused, and they are validated while being
-//! walked. Whenever the layout is not the plain one (a key with an escape,
-//! a duplicate `data` or field key, a `seg` head, a missing field, anything
-//! invalid) the walker answers `None` and the caller takes the slow path.
+//! walked. Whenever the layout is not the plain one (a duplicate `data` or
+//! field key, a `seg` head, a missing field, anything invalid) the walker
+//! answers `None`; the caller then parses the log and prints it plainly.
 
 use crate::proto::json::{self, scan_value, Value};
 
@@ -20,14 +20,26 @@ fn ws(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Walk the object at `i` (after optional whitespace): `visit(raw key
-/// bytes, value start)` scans each member's value and returns its end; the
-/// offset past `}`. `None` if it is not a valid object, a key contains an
-/// escape, or `visit` gives up.
+/// A member key as JavaScript reads it: the raw bytes between the quotes
+/// when they are plain UTF-8, else the parsed string.
+fn key_text(quoted: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = &quoted[1..quoted.len() - 1];
+    match std::str::from_utf8(inner) {
+        Ok(t) if !t.contains('\\') => Some(t.into()),
+        _ => match json::parse(quoted) {
+            Ok(Value::String(s)) => Some(s.to_string_lossy().into()),
+            _ => None,
+        },
+    }
+}
+
+/// Walk the object at `i` (after optional whitespace): `visit(key, value
+/// start)` scans each member's value and returns its end; the offset past
+/// `}`. `None` if it is not a valid object or `visit` gives up.
 fn object_members(
     s: &[u8],
     i: usize,
-    mut visit: impl FnMut(&[u8], usize) -> Option<usize>,
+    mut visit: impl FnMut(&str, usize) -> Option<usize>,
 ) -> Option<usize> {
     let mut i = ws(s, i);
     if s.get(i) != Some(&b'{') {
@@ -42,15 +54,12 @@ fn object_members(
             return None;
         }
         let key_end = scan_value(s, i).ok()?;
-        let key = &s[i + 1..key_end - 1];
-        if key.contains(&b'\\') {
-            return None;
-        }
+        let key = key_text(&s[i..key_end])?;
         i = ws(s, key_end);
         if s.get(i) != Some(&b':') {
             return None;
         }
-        let end = visit(key, ws(s, i + 1))?;
+        let end = visit(&key, ws(s, i + 1))?;
         i = ws(s, end);
         match s.get(i) {
             Some(b',') => i = ws(s, i + 1),
@@ -135,9 +144,6 @@ pub(crate) struct SingleDoc<'a> {
 /// Locate `data[field]` in a stored single-document log: one `data` object
 /// holding `field` once, as an array, no `seg` key, everything valid.
 pub(crate) fn locate_single<'a>(raw: &'a [u8], field: &str) -> Option<SingleDoc<'a>> {
-    if field.contains('\u{fffd}') || field.contains(|c: char| c < ' ' || c == '"' || c == '\\') {
-        return None;
-    }
     let mut data = None;
     let mut data_seen = 0;
     let mut array = None;
@@ -146,10 +152,10 @@ pub(crate) fn locate_single<'a>(raw: &'a [u8], field: &str) -> Option<SingleDoc<
     // Every byte is scanned once: `data` and the field's array are walked
     // in place of being skipped.
     let end = object_members(raw, 0, |k, start| match k {
-        b"data" => {
+        "data" => {
             data_seen += 1;
             let end = object_members(raw, start, |k, v| {
-                if k != field.as_bytes() {
+                if k != field {
                     return skip(raw, v);
                 }
                 array_seen += 1;
@@ -160,7 +166,7 @@ pub(crate) fn locate_single<'a>(raw: &'a [u8], field: &str) -> Option<SingleDoc<
             data = Some((start, end));
             Some(end)
         }
-        b"seg" => {
+        "seg" => {
             seg = true;
             skip(raw, start)
         }
@@ -267,7 +273,6 @@ mod tests {
             &br#"{"data":{"items":[],"items":[]}}"#[..],
             br#"{"data":{},"data":{"items":[]}}"#,
             br#"{"seg":false,"data":{"items":[]}}"#,
-            br#"{"data":{"it\u0065ms":[]}}"#,
             br#"{"data":{"items":{}}}"#,
             br#"{"data":{"other":[]}}"#,
             br#"{"data":[]}"#,
@@ -281,6 +286,18 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
-        assert!(locate_single(br#"{"data":{"a\"b":[]}}"#, "a\"b").is_none());
+        // Keys are compared as JavaScript reads them.
+        for raw in [
+            &br#"{"d\u0061ta":{"it\u0065ms":[1]}}"#[..],
+            br#"{"data":{"a\"b":[1]}}"#,
+        ] {
+            let field = if raw.starts_with(br#"{"d\"#) {
+                "items"
+            } else {
+                "a\"b"
+            };
+            assert_eq!(locate_single(raw, field).map(|d| d.count()), Some(1));
+        }
+        assert!(locate_single(br#"{"data":{"items":[],"it\u0065ms":[]}}"#, "items").is_none());
     }
 }
