@@ -64,17 +64,25 @@ pub struct Router {
     mount: String,
 }
 
+/// A mount prefix as the router uses it: no trailing `/`, a leading `/`
+/// unless empty (`"v1/"` and `"/v1"` are `"/v1"`; `"/"` and `""` are `""`).
+pub fn normalize_mount(mount: &str) -> String {
+    let trimmed = mount.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
 impl Router {
     /// `mount` is `""` for the root, or a prefix such as `/v1` (a trailing
     /// `/` is dropped, a missing leading `/` added).
     pub fn new(config: Arc<SyncConfig>, mount: &str) -> Self {
-        let trimmed = mount.trim_end_matches('/');
-        let mount = if trimmed.is_empty() || trimmed.starts_with('/') {
-            trimmed.to_owned()
-        } else {
-            format!("/{trimmed}")
-        };
-        Router { config, mount }
+        Router {
+            config,
+            mount: normalize_mount(mount),
+        }
     }
 
     pub fn config(&self) -> &SyncConfig {

@@ -124,7 +124,6 @@ impl TestServer {
                 shutdown_grace: Duration::from_millis(200),
                 ..ServerConfig::default()
             },
-            max_body_bytes: None,
             threads: 2,
             replica,
             ..ServeOptions::default()
