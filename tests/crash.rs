@@ -26,7 +26,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -929,7 +929,14 @@ struct Sent {
 }
 
 /// Sequential appends of one writer (`w`) to the shared logs until `stop`.
-fn append_worker(port: u16, w: usize, cycle: u32, seed: u64, stop: Arc<AtomicBool>) -> Vec<Sent> {
+fn append_worker(
+    port: u16,
+    w: usize,
+    cycle: u32,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> Vec<Sent> {
     let mut rng = Rng(seed | 1);
     let mut sent = Vec::new();
     for n in 0..MAX_PUSHES {
@@ -955,6 +962,9 @@ fn append_worker(port: u16, w: usize, cycle: u32, seed: u64, stop: Arc<AtomicBoo
             Err(_) => None,
         };
         let dead = acked_ts.is_none();
+        if !dead {
+            acks.fetch_add(1, Ordering::SeqCst);
+        }
         sent.push(Sent { log, n, acked_ts });
         if dead {
             break; // the server is gone; this one is in flight
@@ -1010,14 +1020,22 @@ fn acknowledged_appends_survive_sigkill() {
     for cycle in 1..=CYCLES {
         let port = server.port;
         let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..WRITERS)
             .map(|w| {
-                let (stop, s) = (Arc::clone(&stop), rng.next());
-                thread::spawn(move || (w, append_worker(port, w, cycle, s, stop)))
+                let (stop, acks, s) = (Arc::clone(&stop), Arc::clone(&acks), rng.next());
+                thread::spawn(move || (w, append_worker(port, w, cycle, s, stop, acks)))
             })
             .collect();
         let delay = Duration::from_millis(200 + rng.below(301));
         thread::sleep(delay);
+        // On a loaded machine the first acknowledgement can take longer than the
+        // delay: kill only once something was acknowledged (or give up after 30 s,
+        // which the `acked > 0` check below reports).
+        let started = Instant::now();
+        while acks.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(30) {
+            thread::sleep(Duration::from_millis(10));
+        }
         let alive_before_kill = server.alive();
         let old_log = server.kill();
         stop.store(true, Ordering::SeqCst);
