@@ -189,6 +189,9 @@ impl Server {
         for w in &loaded.warnings {
             log::warn!("[Starfish] config warning: {w}");
         }
+        if let Some(w) = crate::sync::append::persist_false_warning(&loaded.config) {
+            log::warn!("{w}");
+        }
         let config = Arc::new(loaded.config);
         let (store, blocking, store_desc): (Arc<dyn Store>, bool, String) = match &opts.store {
             StoreChoice::Memory => (Arc::new(MemoryStore::new()), false, "memory".into()),

@@ -20,8 +20,8 @@
 //! They are validated with the official EXTENDED rules (so exactly the
 //! configs the official server accepts are accepted) and interpreted by the
 //! module that implements the feature (`rateLimit`: `sync::rate_limit`,
-//! `listable`: `sync::list`, `ttlMs`: `sync::ttl`). Each one that is set
-//! and not implemented yet adds a warning
+//! `listable`: `sync::list`, `ttlMs`: `sync::ttl`, `appendOnly`:
+//! `sync::append`). Each one that is set and not implemented yet adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
