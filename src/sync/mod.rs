@@ -112,6 +112,9 @@ pub enum SyncError {
     /// `GET /list/...` with a `limit` that is not a positive integer.
     InvalidListLimit,
     BinaryUnsupported,
+    /// A storage quota or the free-disk floor refused the write before
+    /// anything was written (`507`; see [`crate::store::quota`]).
+    InsufficientStorage(crate::store::Refusal),
     /// The store failed: a plain-text 500.
     Store(StoreError),
 }
@@ -134,6 +137,7 @@ impl SyncError {
             PayloadTooLarge => 413,
             JsonContentTypeRequired | MimeNotAllowed { .. } => 415,
             BinaryUnsupported => 501,
+            InsufficientStorage(_) => 507,
             Store(_) => 500,
         }
     }
@@ -167,6 +171,7 @@ impl SyncError {
                 RateLimited => rate_limit::RateLimited::MESSAGE,
                 InvalidListLimit => "Invalid limit parameter",
                 BinaryUnsupported => "Store does not support binary operations",
+                InsufficientStorage(_) => "Insufficient storage",
                 Store(_) => return None,
             }
             .to_owned(),
@@ -194,7 +199,10 @@ impl From<rate_limit::RateLimited> for SyncError {
 
 impl From<StoreError> for SyncError {
     fn from(e: StoreError) -> Self {
-        SyncError::Store(e)
+        match e {
+            StoreError::Full(r) => SyncError::InsufficientStorage(r),
+            e => SyncError::Store(e),
+        }
     }
 }
 
