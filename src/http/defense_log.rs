@@ -170,7 +170,7 @@ pub fn connection_refused(peer: &dyn fmt::Display, cap: usize) {
     note(
         Kind::ConnectionRefused,
         peer,
-        format_args!("connection cap {cap} reached"),
+        format_args!("connection cap reached ({cap} open)"),
     );
 }
 
