@@ -440,3 +440,230 @@ fn the_binary_logs_free_space_and_rate_limited_refusals() {
     );
     assert!(refusals[0].starts_with("WARN "), "{}", refusals[0]);
 }
+
+/// The real binary (`starfish serve`) on an ephemeral loopback port, its
+/// log in a file; killed by its pid and waited for on drop, so it never
+/// outlives the test.
+struct Binary {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: PathBuf,
+}
+
+impl Binary {
+    /// Start `starfish serve --config <config> <args>` and wait for its
+    /// `listening on` line.
+    fn start(root: &Path, config: &str, args: &[&str]) -> Binary {
+        use std::process::{Command, Stdio};
+        let config_path = root.join("config.json");
+        std::fs::write(&config_path, config).unwrap();
+        let log = root.join(format!("server-{}.log", now_ms()));
+        let child = Command::new(env!("CARGO_BIN_EXE_starfish"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "info"])
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut b = Binary {
+            child,
+            addr: ([127, 0, 0, 1], 0).into(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = b.log_text();
+            if let Some(rest) = text.split("listening on http://127.0.0.1:").nth(1) {
+                b.addr.set_port(rest.split('/').next().unwrap().parse().unwrap());
+                return b;
+            }
+            assert!(
+                b.child.try_wait().unwrap().is_none(),
+                "the server exited: {text}"
+            );
+            assert!(Instant::now() < deadline, "no listening line: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> Resp {
+        let req = format!(
+            "{method} /v1/{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        send_raw(self.addr, req.as_bytes())
+    }
+
+    fn push(&self, path: &str, len: usize) -> Resp {
+        self.request("POST", &format!("push/{path}"), &body(len))
+    }
+
+    fn pull(&self, path: &str) -> Resp {
+        self.request("GET", &format!("pull/{path}"), "")
+    }
+
+    /// The keys `GET /v1/list/notes` shows.
+    fn listed(&self) -> Vec<String> {
+        let r = self.request("GET", "list/notes?limit=1000", "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The issue's test, on the real binary over HTTP, once per store: fill a
+/// small `--max-store-bytes` quota; the first refused push gets 507, the
+/// stored documents are intact and readable, nothing half-written exists
+/// (no temp file, no extra key, the refused key reads as missing); after
+/// the TTL sweep removes a document the refused push fits; on the
+/// filesystem store, a restart with the quota raised makes room too.
+#[test]
+fn the_binary_fills_a_small_quota_on_the_memory_and_fs_stores() {
+    // `notes` listable (so the stored keys can be seen on the memory store
+    // too), `eph` documents expire after 4 s.
+    const CONFIG: &str = r#"{
+      "version": 1,
+      "collections": [
+        {"name": "notes", "storagePath": "notes/{id}", "readRoles": ["public"],
+         "writeRoles": ["public"], "listable": true},
+        {"name": "eph", "storagePath": "eph/{id}", "readRoles": ["public"],
+         "writeRoles": ["public"], "ttlMs": 4000}
+      ]
+    }"#;
+    // Each document is stored as 300 characters of text plus an envelope
+    // of fixed width (about 120 bytes: the hash and the ms timestamp have
+    // fixed widths): three fit in 1500 bytes, a fourth does not, nor one
+    // with 200 characters.
+    const QUOTA: &str = "1500";
+    const TEXT: usize = 300;
+
+    for store in ["memory", "fs"] {
+        let root = temp_dir(&format!("bin-fill-{store}"));
+        let data = root.join("data");
+        let data_s = data.to_str().unwrap();
+        let store_args: Vec<&str> = if store == "memory" {
+            vec!["--memory"]
+        } else {
+            vec!["--data-dir", data_s]
+        };
+        let args = |quota: &'static str| -> Vec<&str> {
+            let mut a = store_args.clone();
+            a.extend(["--max-store-bytes", quota, "--ttl-sweep-ms", "100"]);
+            a
+        };
+        let s = Binary::start(&root, CONFIG, &args(QUOTA));
+        assert!(
+            s.log_text().contains(&format!(
+                "storage limits: 0 documents stored (--max-documents no limit), 0 bytes \
+                 (--max-store-bytes {QUOTA})"
+            )),
+            "{store}: {}",
+            s.log_text()
+        );
+
+        // Fill: one expiring document, then notes until the first refusal.
+        let r = s.push("eph/t", TEXT);
+        assert_eq!(r.status, 200, "{store}: {}", r.text());
+        let mut stored: Vec<(String, String)> = Vec::new();
+        let refused = loop {
+            let key = format!("n{}", stored.len());
+            let r = s.push(&format!("notes/{key}"), TEXT);
+            if r.status != 200 {
+                // The first refused push: 507, the official error shape.
+                r.assert_json(507, FULL);
+                break key;
+            }
+            stored.push((key, r.json()["hash"].as_str().unwrap().to_owned()));
+            assert!(stored.len() < 10, "{store}: the quota never refused");
+        };
+        assert_eq!(stored.len(), 2, "{store}: three documents fit in {QUOTA} bytes");
+        // Refused again, and a smaller document that still does not fit too.
+        s.push(&format!("notes/{refused}"), TEXT)
+            .assert_json(507, FULL);
+        s.push("notes/other", 200).assert_json(507, FULL);
+
+        // The stored documents are intact and readable.
+        for (key, hash) in &stored {
+            let r = s.pull(&format!("notes/{key}"));
+            assert_eq!(r.status, 200, "{store}: {}", r.text());
+            let v = r.json();
+            assert_eq!(v["hash"], hash.as_str(), "{store} {key}");
+            assert_eq!(v["data"]["text"].as_str().map(str::len), Some(TEXT));
+        }
+        // Nothing half-written: the refused keys hold nothing.
+        let r = s.pull(&format!("notes/{refused}"));
+        assert_eq!(
+            (r.status, r.json()["hash"].as_str()),
+            (200, Some("")),
+            "{store}: {}",
+            r.text()
+        );
+        let keys: Vec<String> = stored.iter().map(|(k, _)| format!("notes/{k}")).collect();
+        assert_eq!(s.listed(), keys, "{store}");
+        if store == "fs" {
+            // No temp file, exactly the stored values on disk.
+            assert_eq!(value_files(&data).len(), stored.len() + 1);
+        }
+        assert_eq!(s.request("GET", "health", "").status, 200);
+
+        // The sweep removes the expired document: the refused push fits.
+        eventually("the sweep frees room", || {
+            let r = s.push(&format!("notes/{refused}"), TEXT);
+            assert!(r.status == 200 || r.status == 507, "{}", r.text());
+            r.status == 200
+        });
+        let r = s.pull("eph/t");
+        assert_eq!(r.json()["hash"], "", "{store}: swept");
+        // Full again.
+        s.push("notes/other", TEXT).assert_json(507, FULL);
+        let mut keys = keys;
+        keys.push(format!("notes/{refused}"));
+        assert_eq!(s.listed(), keys, "{store}");
+        if store == "fs" {
+            assert_eq!(value_files(&data).len(), 3);
+        }
+        let log = s.log_text();
+        assert!(
+            log.contains("storage full from 127.0.0.1: store quota:"),
+            "{store}: {log}"
+        );
+        drop(s);
+
+        if store == "fs" {
+            // A restart with the quota raised: what is stored was kept,
+            // the refused push now fits.
+            let s = Binary::start(&root, CONFIG, &args("3000"));
+            assert!(
+                s.log_text().contains("storage limits: 3 documents stored"),
+                "{}",
+                s.log_text()
+            );
+            let r = s.push("notes/other", TEXT);
+            assert_eq!(r.status, 200, "{}", r.text());
+            for (key, hash) in &stored {
+                assert_eq!(s.pull(&format!("notes/{key}")).json()["hash"], hash.as_str());
+            }
+            assert_eq!(value_files(&data).len(), 4);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
