@@ -3,7 +3,9 @@
 //! directories), then times `FsStore::open` and the `QuotaStore` start-up
 //! measurement (`Store::measure`, one walk of the tree). The page cache is
 //! warm (the files were just written); a cold cache on slow flash costs
-//! more.
+//! more. Writing the documents takes a while (each write is synced:
+//! about 90 s for 10 000 on a loaded 2-core machine); 10 000 of 319 bytes
+//! scanned in 68-94 ms there.
 //!
 //! ```sh
 //! cargo run --release --example store_scan -- 10000
