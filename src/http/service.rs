@@ -226,6 +226,9 @@ impl Service {
             }
             Action::Batch { namespace } => Ok(self.batch(&ctx, namespace).await),
         };
+        if let (Err(Failure::Sync(e)), Some(ip)) = (&result, self.client_ip(ctx.req)) {
+            super::defense_log::refused(&ip, e);
+        }
         let res = result.unwrap_or_else(response::from_error);
         log::debug!(
             "{} {} -> {}",

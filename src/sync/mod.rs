@@ -186,6 +186,9 @@ pub enum SyncError {
     BinaryUnsupported,
     /// An append-only rule refused the request.
     Append(append::AppendError),
+    /// A storage quota or the free-disk floor refused the write before
+    /// anything was written (`507`; see [`crate::store::quota`]).
+    InsufficientStorage(crate::store::Refusal),
     /// The store failed: a plain-text 500.
     Store(StoreError),
 }
@@ -209,6 +212,7 @@ impl SyncError {
             JsonContentTypeRequired | MimeNotAllowed { .. } => 415,
             BinaryUnsupported => 501,
             Append(e) => e.status(),
+            InsufficientStorage(_) => 507,
             Store(_) => 500,
         }
     }
@@ -243,6 +247,7 @@ impl SyncError {
                 InvalidListLimit => "Invalid limit parameter",
                 BinaryUnsupported => "Store does not support binary operations",
                 Append(e) => return e.message().map(str::to_owned),
+                InsufficientStorage(_) => "Insufficient storage",
                 Store(_) => return None,
             }
             .to_owned(),
@@ -291,7 +296,10 @@ impl From<rate_limit::RateLimited> for SyncError {
 
 impl From<StoreError> for SyncError {
     fn from(e: StoreError) -> Self {
-        SyncError::Store(e)
+        match e {
+            StoreError::Full(r) => SyncError::InsufficientStorage(r),
+            e => SyncError::Store(e),
+        }
     }
 }
 
