@@ -175,7 +175,18 @@ impl FieldPermissions {
     /// place. With `append_field` (an append-only result), also strip them
     /// from the `data` object of every element of that array field.
     pub fn filter_read(&self, data: &mut Value, roles: &[String], append_field: Option<&str>) {
-        let Value::Object(obj) = data else { return };
+        if let Value::Object(obj) = data {
+            self.filter_read_object(obj, roles, append_field);
+        }
+    }
+
+    /// [`FieldPermissions::filter_read`] of a `data` object.
+    pub fn filter_read_object(
+        &self,
+        obj: &mut Object,
+        roles: &[String],
+        append_field: Option<&str>,
+    ) {
         self.filter_object(obj, roles);
         let Some(field) = append_field else { return };
         if let Some(Value::Array(elements)) = obj.get_mut(field) {
