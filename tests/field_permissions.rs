@@ -174,3 +174,57 @@ fn bundle_and_batch_pulls_are_filtered_too() {
         serde_json::json!({"t":2})
     );
 }
+
+/// Append-only collections: the write check and the schema look at the
+/// pushed element's `data` (the official `runPush` checks both before its
+/// append branch), and pulls strip unreadable fields from the log's `data`
+/// and from every element's `data` (the official `applyFieldReadFilter`
+/// with the append field), standalone and in a batch with `appendParams`.
+#[cfg(feature = "object-schema")]
+#[test]
+fn append_logs_are_checked_and_filtered_per_element() {
+    const LOG: &str = r#"{"collections":[
+      {"name":"log","storagePath":"log/{id}","readRoles":["public"],"writeRoles":["public"],
+       "appendOnly":{"requireAuthorSignature":false},
+       "objectSchema":{"type":"object","properties":{"x":{"type":"integer"}}},
+       "fieldPermissions":{"secret":{"readRoles":["admin"]},"adm":{"writeRoles":["admin"]}}}]}"#;
+    let s = Setup::new(LOG).start();
+    let push = |body: &str| s.post_json("/v1/push/log/a", body);
+    for body in [
+        r#"{"data":{"x":1,"secret":"s1"}}"#,
+        r#"{"data":{"x":2,"secret":"s2"}}"#,
+    ] {
+        let r = push(body);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    push(r#"{"data":{"adm":1}}"#).assert_error(403, "Field 'adm' is not writable with your roles");
+    let r = push(r#"{"data":{"x":"no"}}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"error":"Schema validation failed: must be integer","path":["x"],"validator":"type"})
+    );
+    let elements = |data: &serde_json::Value| -> Vec<serde_json::Value> {
+        data["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items in {data}"))
+            .iter()
+            .map(|e| e["data"].clone())
+            .collect()
+    };
+    let pulled = s.get("/v1/pull/log/a?last=10");
+    assert_eq!(pulled.status, 200, "{}", pulled.text());
+    assert_eq!(
+        elements(&pulled.json()["data"]),
+        [serde_json::json!({"x":1}), serde_json::json!({"x":2})]
+    );
+    let q = "/v1/batch/pull?collections=log&params=%7B%22log%22%3A%5B%7B%22id%22%3A%22a%22%7D%5D%7D&appendParams=%7B%22log%22%3A%5B%7B%22last%22%3A10%7D%5D%7D";
+    let b = s.get(q);
+    assert_eq!(b.status, 200, "{}", b.text());
+    let entry = &b.json()["collections"]["log"][0];
+    assert_eq!(
+        elements(&entry["data"]),
+        [serde_json::json!({"x":1}), serde_json::json!({"x":2})],
+        "{entry}"
+    );
+}
