@@ -12,7 +12,7 @@
 //! assert_eq!(stable_stringify(&v), r#"{"a":"é","b":[1,1e+21]}"#);
 //! ```
 
-use super::json::Value;
+use super::json::{key_prefix, JsString, Object, Value};
 
 /// `stableStringify(v)` as a UTF-8 string (lone surrogates are escaped, so
 /// the output is always valid UTF-8).
@@ -41,26 +41,7 @@ pub enum KeyOrder {
 /// Append `v` as compact JSON with JavaScript scalars and the given key order.
 pub fn write_value(out: &mut Vec<u8>, v: &Value, order: KeyOrder) {
     match v {
-        Value::Object(o) => {
-            let entries = match order {
-                KeyOrder::JavaScript => o.iter_js_order(),
-                KeyOrder::Sorted => {
-                    let mut e: Vec<_> = o.iter().collect();
-                    e.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                    e
-                }
-            };
-            out.push(b'{');
-            for (n, (k, v)) in entries.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_quoted(out, k.as_bytes());
-                out.push(b':');
-                write_value(out, v, order);
-            }
-            out.push(b'}');
-        }
+        Value::Object(o) => write_object(out, o, order),
         Value::Array(a) => {
             out.push(b'[');
             for (n, v) in a.iter().enumerate() {
@@ -73,6 +54,43 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value, order: KeyOrder) {
         }
         scalar => write_scalar(out, scalar),
     }
+}
+
+/// Append an object as [`write_value`] would print it as a value (without
+/// copying it into one). Sorting keys is O(k log k) per object.
+pub fn write_object(out: &mut Vec<u8>, o: &Object, order: KeyOrder) {
+    out.push(b'{');
+    let mut member = |n: usize, k: &JsString, v: &Value| {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_quoted(out, k.as_bytes());
+        out.push(b':');
+        write_value(out, v, order);
+    };
+    match order {
+        KeyOrder::JavaScript => {
+            for (n, (k, v)) in o.iter_js_order().into_iter().enumerate() {
+                member(n, k, v);
+            }
+        }
+        KeyOrder::Sorted => {
+            // Each key's first 8 bytes ride along, so most comparisons never
+            // touch the key's own storage.
+            let mut e: Vec<(u64, &JsString, &Value)> = o
+                .iter()
+                .map(|(k, v)| (key_prefix(k.as_bytes()), k, v))
+                .collect();
+            e.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
+            });
+            for (n, (_, k, v)) in e.into_iter().enumerate() {
+                member(n, k, v);
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 /// Append a scalar (`null`, boolean, number, string). Containers are not
