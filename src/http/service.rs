@@ -212,7 +212,7 @@ impl Service {
         log::debug!(
             "{} {} -> {}",
             ctx.method,
-            ctx.path_and_query,
+            crate::proto::encoding::clip(&ctx.path_and_query, 256),
             u16::from(res.status())
         );
         res
@@ -291,6 +291,7 @@ impl Service {
         if keys::is_unsafe_key(&key) {
             return Err(SyncError::InvalidPathParameter.into());
         }
+        keys::check_storable(&key)?;
         if col.is_binary() {
             return self.binary_pull(ctx, col, key).await;
         }
@@ -455,6 +456,7 @@ impl Service {
             }
             .into());
         }
+        keys::check_storable(&key)?;
         let hash = sha256_hex(&ctx.body);
         let bytes = ctx.body.clone();
         let _guard = self.locks.lock(&key).await;
@@ -501,6 +503,7 @@ impl Service {
             })
             .map(|m| (m.name.clone(), format!("{base}/{}", m.name)))
             .collect();
+        keys.iter().try_for_each(|(_, k)| keys::check_storable(k))?;
         let docs = self
             .store_op(move |s| {
                 keys.into_iter()

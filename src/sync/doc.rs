@@ -69,18 +69,25 @@ pub fn decode_stored(key: &str, raw: Option<&[u8]>) -> Read {
     read
 }
 
-/// Encode the stored envelope.
+/// Encode the stored envelope: `JSON.stringify({v:1,data,ts,hash,...})`,
+/// written straight out (the data is not copied).
 pub fn encode(data: &Object, ts: f64, hash: &str, author: Option<(&str, &str)>) -> Vec<u8> {
-    let mut o = Object::with_capacity(6);
-    o.insert("v", Value::Number(1.0));
-    o.insert("data", Value::Object(data.clone()));
-    o.insert("ts", Value::Number(ts));
-    o.insert("hash", hash.into());
+    use crate::proto::canonical::{write_object, write_quoted, KeyOrder};
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(br#"{"v":1,"data":"#);
+    write_object(&mut out, data, KeyOrder::JavaScript);
+    out.extend_from_slice(br#","ts":"#);
+    out.extend_from_slice(crate::proto::canonical::js_number(ts).as_bytes());
+    out.extend_from_slice(br#","hash":"#);
+    write_quoted(&mut out, hash.as_bytes());
     if let Some((pubkey, sig)) = author {
-        o.insert("authorPubkey", pubkey.into());
-        o.insert("authorSignature", sig.into());
+        out.extend_from_slice(br#","authorPubkey":"#);
+        write_quoted(&mut out, pubkey.as_bytes());
+        out.extend_from_slice(br#","authorSignature":"#);
+        write_quoted(&mut out, sig.as_bytes());
     }
-    json::to_js_json(&Value::Object(o))
+    out.push(b'}');
+    out
 }
 
 fn empty_data() -> Value {
@@ -210,6 +217,18 @@ mod tests {
         };
         let raw = encode(&data, 5.0, "ab", None);
         assert_eq!(raw, br#"{"v":1,"data":{"2":1,"b":1},"ts":5,"hash":"ab"}"#);
+        // The same bytes as JSON.stringify of the envelope object.
+        let mut o = Object::new();
+        o.insert("v", Value::Number(1.0));
+        o.insert("data", Value::Object(data.clone()));
+        o.insert("ts", Value::Number(1.5e21));
+        o.insert("hash", "h\"".into());
+        o.insert("authorPubkey", "p".into());
+        o.insert("authorSignature", "s\u{1}".into());
+        assert_eq!(
+            encode(&data, 1.5e21, "h\"", Some(("p", "s\u{1}"))),
+            json::to_js_json(&Value::Object(o))
+        );
         let Read::Doc(d) = decode(&raw) else { panic!() };
         assert_eq!(d.hash_str(), "ab");
         assert_eq!(

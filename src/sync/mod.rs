@@ -131,7 +131,15 @@ impl fmt::Display for SyncError {
 impl std::error::Error for SyncError {}
 
 impl From<StoreError> for SyncError {
+    /// A key the store refuses is client input (the callers check keys with
+    /// [`keys::check_storable`] first; this is the backstop): 400, not 500.
     fn from(e: StoreError) -> Self {
-        SyncError::Store(e)
+        match e {
+            StoreError::InvalidKey(_) => {
+                log::debug!("refused: {e}");
+                SyncError::InvalidPathParameter
+            }
+            e => SyncError::Store(e),
+        }
     }
 }
