@@ -12,7 +12,7 @@
 //! assert_eq!(stable_stringify(&v), r#"{"a":"é","b":[1,1e+21]}"#);
 //! ```
 
-use super::json::{key_prefix, JsString, Object, Value};
+use super::json::{JsString, Object, Value};
 
 /// `stableStringify(v)` as a UTF-8 string (lone surrogates are escaped, so
 /// the output is always valid UTF-8).
@@ -75,17 +75,7 @@ pub fn write_object(out: &mut Vec<u8>, o: &Object, order: KeyOrder) {
             }
         }
         KeyOrder::Sorted => {
-            // Each key's first 8 bytes ride along, so most comparisons never
-            // touch the key's own storage.
-            let mut e: Vec<(u64, &JsString, &Value)> = o
-                .iter()
-                .map(|(k, v)| (key_prefix(k.as_bytes()), k, v))
-                .collect();
-            e.sort_unstable_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then_with(|| a.1.as_bytes().cmp(b.1.as_bytes()))
-            });
-            for (n, (_, k, v)) in e.into_iter().enumerate() {
+            for (n, (k, v)) in o.iter_sorted().enumerate() {
                 member(n, k, v);
             }
         }
@@ -196,4 +186,47 @@ pub fn quote(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 2);
     write_quoted(&mut out, s.as_bytes());
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::json::parse;
+
+    #[test]
+    fn keys_sort_by_bytes_past_a_shared_prefix() {
+        // Keys equal in their first 8 bytes, a key and its NUL extension,
+        // multi-byte and surrogate keys, array-index keys.
+        let keys = [
+            "prefix--b",
+            "prefix--a",
+            "prefix--",
+            "prefix--ab",
+            "a\\u0000",
+            "a",
+            "b",
+            "\\u00ff",
+            "\\ud800",
+            "\\ud83d\\ude00",
+            "10",
+            "9",
+        ];
+        let text = format!(
+            "{{{}}}",
+            keys.iter()
+                .map(|k| format!("\"{k}\":1"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let v = parse(text.as_bytes()).unwrap();
+        let Value::Object(o) = &v else { panic!() };
+        let mut expected: Vec<&[u8]> = o.iter().map(|(k, _)| k.as_bytes()).collect();
+        expected.sort();
+        let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
+        assert_eq!(got, expected);
+        assert_eq!(
+            stable_stringify(&v),
+            crate::fuzzing::reference_stable_stringify(&v)
+        );
+    }
 }

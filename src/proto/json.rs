@@ -281,22 +281,13 @@ impl Object {
             }
         } else {
             super::work::add(n);
-            let mut ix: Vec<(u64, u32)> = entries
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (key_prefix(k.as_bytes()), i as u32))
-                .collect();
+            let order = sorted_positions(&entries);
             let key = |i: u32| entries[i as usize].0.as_bytes();
-            ix.sort_unstable_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then_with(|| key(a.1).cmp(key(b.1)))
-                    .then(a.1.cmp(&b.1))
-            });
             let mut g = 0;
-            while g < ix.len() {
+            while g < order.len() {
                 let mut e = g + 1;
-                while e < ix.len() && ix[e].0 == ix[g].0 && key(ix[e].1) == key(ix[g].1) {
-                    later.push((ix[g].1 as usize, ix[e].1 as usize));
+                while e < order.len() && key(order[e]) == key(order[g]) {
+                    later.push((order[g] as usize, order[e] as usize));
                     e += 1;
                 }
                 g = e;
@@ -330,11 +321,56 @@ impl std::borrow::Borrow<[u8]> for JsString {
 
 /// The first 8 bytes of a key as a big-endian integer (zero-padded): its
 /// order agrees with the byte order of the keys wherever they differ there.
-pub(crate) fn key_prefix(k: &[u8]) -> u64 {
+fn key_prefix(k: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = k.len().min(8);
     b[..n].copy_from_slice(&k[..n]);
     u64::from_be_bytes(b)
+}
+
+/// Positions of `entries` ordered by key bytes, equal keys by position.
+/// O(n log n): the positions are sorted as plain integers by each key's
+/// first 8 bytes (no comparator, no access to the keys), then only runs
+/// that share those 8 bytes are ordered by their whole keys.
+pub(crate) fn sorted_positions(entries: &[(JsString, Value)]) -> Vec<u32> {
+    let mut ix: Vec<u128> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (u128::from(key_prefix(k.as_bytes())) << 32) | i as u128)
+        .collect();
+    ix.sort_unstable();
+    let mut out: Vec<u32> = ix.iter().map(|&x| x as u32).collect();
+    let mut g = 0;
+    while g < ix.len() {
+        let p = ix[g] >> 32;
+        let mut e = g + 1;
+        while e < ix.len() && ix[e] >> 32 == p {
+            e += 1;
+        }
+        if e - g > 1 {
+            // Positions are ascending here; a stable sort keeps them so
+            // within equal keys.
+            out[g..e].sort_by(|&a, &b| {
+                entries[a as usize]
+                    .0
+                    .as_bytes()
+                    .cmp(entries[b as usize].0.as_bytes())
+            });
+        }
+        g = e;
+    }
+    out
+}
+
+impl Object {
+    /// The entries ordered by key bytes (code-point order), as
+    /// `stableStringify` prints them.
+    pub fn iter_sorted(&self) -> impl Iterator<Item = (&JsString, &Value)> {
+        sorted_positions(&self.entries).into_iter().map(|i| {
+            let (k, v) = &self.entries[i as usize];
+            (k, v)
+        })
+    }
 }
 
 /// A JSON value as JavaScript holds it.
