@@ -9,6 +9,9 @@
 //! | [`framing`] | the pure, audited part: parsing a request head ([`parse_head`]), every framing decision (400 / 413 / 431 / 501), chunked decoding, the request URL. No I/O. |
 //! | `conn` | the per-connection loop: one read buffer per connection (pipelining), keep-alive, `Expect: 100-continue`, deadlines, response writing. |
 //! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]). |
+//! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
+//! | [`metrics`] | request counting and the `/metrics` endpoint |
+//! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
 //!
 //! ## Threads and executors
 //!
@@ -47,10 +50,16 @@
 //! must remove it after setting the body. The server itself never adds one to
 //! handler responses.
 
+pub mod client_ip;
+pub mod cors;
 pub mod framing;
+pub mod headers;
+pub mod layers;
+pub mod metrics;
 pub mod response;
 pub mod router;
 pub mod service;
+pub mod timeout;
 
 mod conn;
 mod server;
@@ -61,6 +70,7 @@ use std::time::Duration;
 pub use conn::reason_phrase;
 pub use framing::{parse_head, FramingError, ParsedHead};
 pub use http_types::{Request, Response, StatusCode};
+pub use layers::Middleware;
 pub use server::{serve, serve_on};
 
 /// A boxed, `Send` future, the return type of [`Handler::handle`].
@@ -75,6 +85,14 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn handle(&self, req: Request) -> BoxFuture<'_, Response>;
+}
+
+/// A stack of wrappers built at run time ([`Middleware::wrap`]) is served
+/// as an `Arc<dyn Handler>`.
+impl Handler for std::sync::Arc<dyn Handler> {
+    fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
+        (**self).handle(req)
+    }
 }
 
 /// Take a request's body as bytes without the `http-types` side effect.
@@ -143,6 +161,9 @@ pub struct ServerConfig {
     /// After shutdown is signalled, how long in-flight requests may take to
     /// finish before their connections are dropped. Default: 10 s.
     pub shutdown_grace: Duration,
+    /// Where to count connections (open, accepted, rejected at the cap);
+    /// `None` (the default) counts nothing.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ServerConfig {
@@ -157,6 +178,7 @@ impl Default for ServerConfig {
             max_connections: 256,
             max_requests_per_connection: None,
             shutdown_grace: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }

@@ -77,6 +77,9 @@ pub async fn serve_on<H: Handler>(
                     Ok((stream, peer)) => {
                         if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
                             log::warn!("connection cap reached; closing connection from {peer}");
+                            if let Some(m) = &shared.config.metrics {
+                                m.http.connection_rejected();
+                            }
                             drop(stream);
                             continue;
                         }

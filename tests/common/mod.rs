@@ -49,6 +49,8 @@ pub struct Setup {
     pub replica: Option<String>,
     /// Port to listen on (0: any).
     pub port: u16,
+    /// Any other server option (`--trusted-proxy`, `--config-endpoint`, ...).
+    pub tweak: fn(&mut ServeOptions),
 }
 
 impl Setup {
@@ -59,7 +61,13 @@ impl Setup {
             allow_anonymous: true,
             replica: None,
             port: 0,
+            tweak: |_| {},
         }
+    }
+    /// Adjust the server options before start.
+    pub fn tweak(mut self, f: fn(&mut ServeOptions)) -> Self {
+        self.tweak = f;
+        self
     }
     pub fn replica(mut self, settings: &str) -> Self {
         self.replica = Some(settings.to_owned());
@@ -103,7 +111,7 @@ impl TestServer {
             std::fs::write(&p, text).expect("write replica settings");
             p
         });
-        let opts = ServeOptions {
+        let mut opts = ServeOptions {
             config: Some(config_path),
             listen: SocketAddr::from(([127, 0, 0, 1], setup.port)),
             store: StoreChoice::Dir(data_dir.clone()),
@@ -116,10 +124,11 @@ impl TestServer {
                 shutdown_grace: Duration::from_millis(200),
                 ..ServerConfig::default()
             },
-            max_body_bytes: None,
             threads: 2,
             replica,
+            ..ServeOptions::default()
         };
+        (setup.tweak)(&mut opts);
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
         let (tx, rx) = async_channel::bounded::<()>(1);
