@@ -149,11 +149,7 @@ pub struct Written {
 /// Step 12.6: compare `baseHash` with the stored hash and write. The caller
 /// holds the key's lock.
 pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<Written, SyncError> {
-    let current = match doc::read(store, key)? {
-        doc::Read::Missing => None,
-        doc::Read::Corrupt => Some(String::new()),
-        doc::Read::Doc(d) => Some(d.hash_str().to_owned()),
-    };
+    let current = doc::read_hash(store, key)?;
     let ok = match (&push.base_hash, &current) {
         (None, None) => true,
         (None, Some(_)) => false,
