@@ -298,12 +298,14 @@ proptest! {
 
     #[test]
     fn objects_from_entries_follow_javascript_assignment(
-        keys in prop::collection::vec(0u8..48, 0..120),
+        keys in prop::collection::vec(0u16..400, 0..700),
         long in any::<bool>(),
     ) {
+        // Up to 700 entries: both the integer sort (under 256) and the
+        // radix sort order the positions.
         // Keys that share their first 8 bytes when `long`, to exercise the
         // full comparison behind the prefix.
-        let key = |k: u8| if long { format!("prefix--{k}") } else { format!("{k}") };
+        let key = |k: u16| if long { format!("prefix--{k}") } else { format!("{k}") };
         let entries: Vec<(json::JsString, Value)> = keys
             .iter()
             .enumerate()
@@ -323,6 +325,31 @@ proptest! {
             keys.iter().enumerate().map(|(i, &k)| format!("\"{}\":{i}", key(k))).collect::<Vec<_>>().join(",")
         );
         prop_assert_eq!(parse(text.as_bytes()).unwrap(), Value::Object(naive));
+    }
+
+    #[test]
+    fn sorted_iteration_is_byte_order(codes in prop::collection::vec(any::<u32>(), 0..700)) {
+        // Keys of 0 to 10 characters (ASCII, NUL, 2-, 3- and 4-byte UTF-8),
+        // some behind a shared 8-byte prefix, in small and large objects:
+        // stableStringify's order is plain byte order.
+        const ALPHA: [char; 6] = ['a', 'b', '\u{0}', 'é', '\u{ffff}', '😀'];
+        let key = |c: u32| {
+            let mut k = if c & 1 == 1 { String::from("prefix--") } else { String::new() };
+            let mut x = c >> 1;
+            for _ in 0..(x % 11) {
+                x /= 6;
+                k.push(ALPHA[(x % 6) as usize]);
+            }
+            k
+        };
+        let o: Object = codes
+            .iter()
+            .map(|&c| (json::JsString::from(key(c)), Value::Null))
+            .collect();
+        let mut expected: Vec<&[u8]> = o.iter().map(|(k, _)| k.as_bytes()).collect();
+        expected.sort();
+        let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
+        prop_assert_eq!(got, expected);
     }
 
     #[test]

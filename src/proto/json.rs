@@ -329,22 +329,34 @@ fn key_prefix(k: &[u8]) -> u64 {
 }
 
 /// Positions of `entries` ordered by key bytes, equal keys by position.
-/// O(n log n): the positions are sorted as plain integers by each key's
-/// first 8 bytes (no comparator, no access to the keys), then only runs
-/// that share those 8 bytes are ordered by their whole keys.
+/// O(n log n): the positions are ordered by each key's first 8 bytes
+/// without comparing keys (small objects: sorted as plain integers; larger
+/// ones: a stable byte-wise radix sort, linear), then only runs that share
+/// those 8 bytes are ordered by their whole keys.
 pub(crate) fn sorted_positions(entries: &[(JsString, Value)]) -> Vec<u32> {
-    let mut ix: Vec<u128> = entries
+    /// Below this many entries an integer sort beats the radix passes'
+    /// fixed cost (eight 256-entry tables).
+    const RADIX_FROM: usize = 256;
+    let prefixes: Vec<u64> = entries
         .iter()
-        .enumerate()
-        .map(|(i, (k, _))| (u128::from(key_prefix(k.as_bytes())) << 32) | i as u128)
+        .map(|(k, _)| key_prefix(k.as_bytes()))
         .collect();
-    ix.sort_unstable();
-    let mut out: Vec<u32> = ix.iter().map(|&x| x as u32).collect();
+    let mut out: Vec<u32> = if entries.len() < RADIX_FROM {
+        let mut ix: Vec<u128> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (u128::from(p) << 32) | i as u128)
+            .collect();
+        ix.sort_unstable();
+        ix.iter().map(|&x| x as u32).collect()
+    } else {
+        radix_positions(&prefixes)
+    };
     let mut g = 0;
-    while g < ix.len() {
-        let p = ix[g] >> 32;
+    while g < out.len() {
+        let p = prefixes[out[g] as usize];
         let mut e = g + 1;
-        while e < ix.len() && ix[e] >> 32 == p {
+        while e < out.len() && prefixes[out[e] as usize] == p {
             e += 1;
         }
         if e - g > 1 {
@@ -360,6 +372,40 @@ pub(crate) fn sorted_positions(entries: &[(JsString, Value)]) -> Vec<u32> {
         g = e;
     }
     out
+}
+
+/// Positions `0..prefixes.len()` ordered by prefix, equal prefixes by
+/// position: a least-significant-byte-first radix sort (each pass is
+/// stable), skipping the bytes every prefix shares (short keys leave their
+/// low bytes zero). At most 9 linear passes.
+fn radix_positions(prefixes: &[u64]) -> Vec<u32> {
+    let n = prefixes.len();
+    let mut counts = [[0u32; 256]; 8];
+    for &p in prefixes {
+        for (b, c) in counts.iter_mut().enumerate() {
+            c[((p >> (8 * b)) & 0xff) as usize] += 1;
+        }
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut next = vec![0u32; n];
+    for (b, c) in counts.iter().enumerate() {
+        if c.iter().any(|&x| x as usize == n) {
+            continue;
+        }
+        let mut at = [0u32; 256];
+        let mut sum = 0;
+        for (a, &x) in at.iter_mut().zip(c.iter()) {
+            *a = sum;
+            sum += x;
+        }
+        for &i in &order {
+            let d = ((prefixes[i as usize] >> (8 * b)) & 0xff) as usize;
+            next[at[d] as usize] = i;
+            at[d] += 1;
+        }
+        std::mem::swap(&mut order, &mut next);
+    }
+    order
 }
 
 impl Object {
