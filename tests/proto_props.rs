@@ -350,6 +350,16 @@ proptest! {
         expected.sort();
         let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
         prop_assert_eq!(got, expected);
+        // The order kept from building the object follows later changes.
+        let mut o = o;
+        o.insert("added", Value::Null);
+        if let Some(first) = codes.first() {
+            o.remove(&key(*first));
+        }
+        let mut expected: Vec<&[u8]> = o.iter().map(|(k, _)| k.as_bytes()).collect();
+        expected.sort();
+        let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
+        prop_assert_eq!(got, expected);
     }
 
     #[test]

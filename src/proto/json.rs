@@ -141,9 +141,20 @@ impl PartialEq<&str> for JsString {
 }
 
 /// A JSON object: entries in insertion order, keys unique.
-#[derive(Clone, PartialEq, Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct Object {
     entries: Vec<(JsString, Value)>,
+    /// The positions in key order, when [`Object::from_entries`] already
+    /// computed them (large objects without repeated keys), so hashing
+    /// does not sort the keys a second time. Cleared by any change to the
+    /// set of keys.
+    sorted: Option<Box<[u32]>>,
+}
+
+impl PartialEq for Object {
+    fn eq(&self, other: &Object) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl Object {
@@ -153,6 +164,7 @@ impl Object {
     pub fn with_capacity(n: usize) -> Self {
         Object {
             entries: Vec::with_capacity(n),
+            sorted: None,
         }
     }
     pub fn len(&self) -> usize {
@@ -191,17 +203,22 @@ impl Object {
         let key = key.into();
         match self.position(key.as_bytes()) {
             Some(p) => self.entries[p].1 = value,
-            None => self.entries.push((key, value)),
+            None => {
+                self.sorted = None;
+                self.entries.push((key, value));
+            }
         }
     }
     /// Append without checking for an existing key; the caller guarantees
     /// uniqueness.
     pub(crate) fn push_unique(&mut self, key: JsString, value: Value) {
+        self.sorted = None;
         self.entries.push((key, value));
     }
     /// Remove a key, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let pos = self.position(key.as_bytes())?;
+        self.sorted = None;
         Some(self.entries.remove(pos).1)
     }
     /// Entries in insertion order.
@@ -271,6 +288,7 @@ impl Object {
         let n = entries.len();
         // (i, j): entry j repeats the key first seen at i; ascending j per i.
         let mut later: Vec<(usize, usize)> = Vec::new();
+        let mut sorted = None;
         if n <= SCAN_LIMIT {
             super::work::add(n * n / 2);
             for j in 1..n {
@@ -292,9 +310,10 @@ impl Object {
                 }
                 g = e;
             }
+            sorted = Some(order.into_boxed_slice());
         }
         if later.is_empty() {
-            return Object { entries };
+            return Object { entries, sorted };
         }
         // Move each repeat's value to the first occurrence (in order, so the
         // last one wins), then drop the repeats.
@@ -309,7 +328,10 @@ impl Object {
             n += 1;
             !dropped[n - 1]
         });
-        Object { entries }
+        Object {
+            entries,
+            sorted: None,
+        }
     }
 }
 
@@ -321,11 +343,17 @@ impl std::borrow::Borrow<[u8]> for JsString {
 
 /// The first 8 bytes of a key as a big-endian integer (zero-padded): its
 /// order agrees with the byte order of the keys wherever they differ there.
+#[inline]
 fn key_prefix(k: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = k.len().min(8);
-    b[..n].copy_from_slice(&k[..n]);
-    u64::from_be_bytes(b)
+    // Byte by byte for short keys: a partial copy into a buffer read back
+    // as one integer costs a memcpy call and a store-forwarding stall.
+    match k.first_chunk::<8>() {
+        Some(b) => u64::from_be_bytes(*b),
+        None => k
+            .iter()
+            .enumerate()
+            .fold(0, |v, (i, &b)| v | u64::from(b) << (56 - 8 * i)),
+    }
 }
 
 /// Positions of `entries` ordered by key bytes, equal keys by position.
@@ -412,8 +440,12 @@ impl Object {
     /// The entries ordered by key bytes (code-point order), as
     /// `stableStringify` prints them.
     pub fn iter_sorted(&self) -> impl Iterator<Item = (&JsString, &Value)> {
-        sorted_positions(&self.entries).into_iter().map(|i| {
-            let (k, v) = &self.entries[i as usize];
+        let order: std::borrow::Cow<'_, [u32]> = match &self.sorted {
+            Some(s) if s.len() == self.entries.len() => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(sorted_positions(&self.entries)),
+        };
+        (0..order.len()).map(move |i| {
+            let (k, v) = &self.entries[order[i] as usize];
             (k, v)
         })
     }
