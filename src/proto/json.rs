@@ -148,7 +148,7 @@ pub struct Object {
     /// computed them (large objects without repeated keys), so hashing
     /// does not sort the keys a second time. Cleared by any change to the
     /// set of keys.
-    sorted: Option<Box<[u32]>>,
+    sorted: Option<Box<Vec<u32>>>,
 }
 
 impl PartialEq for Object {
@@ -310,7 +310,7 @@ impl Object {
                 }
                 g = e;
             }
-            sorted = Some(order.into_boxed_slice());
+            sorted = Some(Box::new(order));
         }
         if later.is_empty() {
             return Object { entries, sorted };
