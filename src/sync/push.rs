@@ -313,6 +313,24 @@ mod tests {
     }
 
     #[test]
+    fn the_base_hash_check_does_not_parse_the_stored_document() {
+        // An update's baseHash check reads the stored hash without building
+        // the stored document: no work per stored key (parsing it would
+        // count one unit per key while deduplicating).
+        let store = MemoryStore::new();
+        let keys: Vec<String> = (0..4096).map(|i| format!("\"k{i}\":{i}")).collect();
+        let body = |base: &str| format!(r#"{{"data":{{{}}},"baseHash":{base}}}"#, keys.join(","));
+        let create = validate(obj(&body("null")), "k", None).unwrap();
+        let w = write(&store, "k", &create, 1).unwrap();
+        let stale = validate(obj(&body(&format!("\"{}\"", "0".repeat(64)))), "k", None).unwrap();
+        let (r, units) = crate::proto::work::count(|| write(&store, "k", &stale, 2));
+        assert!(matches!(r, Err(SyncError::HashMismatch)));
+        assert!(units < 64, "{units} units to refuse a stale baseHash");
+        let update = validate(obj(&body(&format!("\"{}\"", w.hash))), "k", None).unwrap();
+        assert_eq!(write(&store, "k", &update, 3).unwrap().hash, w.hash);
+    }
+
+    #[test]
     fn author_proofs() {
         let seed = [4u8; 32];
         let pubkey = request_sig::public_key_hex(&seed);
