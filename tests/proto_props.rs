@@ -559,3 +559,11 @@ fn invalid_utf8_in_strings_becomes_replacement_characters() {
     let v = parse(b"\"a\xffb\"").unwrap();
     assert_eq!(v.as_str(), Some("a\u{fffd}b"));
 }
+
+/// The key order an object keeps costs one pointer: a value stays 32 bytes
+/// on 64-bit targets (every document is a tree of them).
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn a_value_stays_32_bytes() {
+    assert_eq!(std::mem::size_of::<Value>(), 32);
+}
