@@ -111,6 +111,41 @@ fn push_body_work_bound_holds_on_large_bodies() {
     }
 }
 
+/// Keys equal in their first 8 bytes, a key and its NUL extension,
+/// multi-byte and surrogate keys, array-index keys: printed in the
+/// reference stableStringify's order.
+#[test]
+fn stable_stringify_orders_keys_like_the_reference() {
+    use starfish::proto::{canonical::stable_stringify, json};
+    let keys = [
+        "prefix--b",
+        "prefix--a",
+        "prefix--",
+        "prefix--ab",
+        "a\\u0000",
+        "a",
+        "b",
+        "\\u00ff",
+        "\\ud800",
+        "\\ud83d\\ude00",
+        "\\uffff",
+        "10",
+        "9",
+    ];
+    let text = format!(
+        "{{{}}}",
+        keys.iter()
+            .map(|k| format!("\"{k}\":1"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let v = json::parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        stable_stringify(&v),
+        fuzzing::reference_stable_stringify(&v)
+    );
+}
+
 #[test]
 fn reference_stable_stringify_numbers() {
     use starfish::proto::json::Value;

@@ -224,9 +224,7 @@ mod tests {
         expected.sort();
         let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
         assert_eq!(got, expected);
-        assert_eq!(
-            stable_stringify(&v),
-            crate::fuzzing::reference_stable_stringify(&v)
-        );
+        // (tests/fuzz_corpus.rs checks the printed text of the same keys
+        // against the reference stableStringify.)
     }
 }
