@@ -369,7 +369,10 @@ impl Service {
         let body = self
             .store_op(move |s| list::run(s, &prefix, after.as_deref(), limit))
             .await
-            .map_err(SyncError::from)?;
+            // Not `SyncError::from`, which answers a refused key 400: the
+            // refused empty prefix is the official filesystem store's plain
+            // 500 (COMPATIBILITY.md).
+            .map_err(SyncError::Store)?;
         Ok(json_ok(&body))
     }
 
