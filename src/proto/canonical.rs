@@ -12,7 +12,7 @@
 //! assert_eq!(stable_stringify(&v), r#"{"a":"é","b":[1,1e+21]}"#);
 //! ```
 
-use super::json::Value;
+use super::json::{JsString, Object, Value};
 
 /// `stableStringify(v)` as a UTF-8 string (lone surrogates are escaped, so
 /// the output is always valid UTF-8).
@@ -41,26 +41,7 @@ pub enum KeyOrder {
 /// Append `v` as compact JSON with JavaScript scalars and the given key order.
 pub fn write_value(out: &mut Vec<u8>, v: &Value, order: KeyOrder) {
     match v {
-        Value::Object(o) => {
-            let entries = match order {
-                KeyOrder::JavaScript => o.iter_js_order(),
-                KeyOrder::Sorted => {
-                    let mut e: Vec<_> = o.iter().collect();
-                    e.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                    e
-                }
-            };
-            out.push(b'{');
-            for (n, (k, v)) in entries.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_quoted(out, k.as_bytes());
-                out.push(b':');
-                write_value(out, v, order);
-            }
-            out.push(b'}');
-        }
+        Value::Object(o) => write_object(out, o, order),
         Value::Array(a) => {
             out.push(b'[');
             for (n, v) in a.iter().enumerate() {
@@ -73,6 +54,33 @@ pub fn write_value(out: &mut Vec<u8>, v: &Value, order: KeyOrder) {
         }
         scalar => write_scalar(out, scalar),
     }
+}
+
+/// Append an object as [`write_value`] would print it as a value (without
+/// copying it into one). Sorting keys is O(k log k) per object.
+pub fn write_object(out: &mut Vec<u8>, o: &Object, order: KeyOrder) {
+    out.push(b'{');
+    let mut member = |n: usize, k: &JsString, v: &Value| {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_quoted(out, k.as_bytes());
+        out.push(b':');
+        write_value(out, v, order);
+    };
+    match order {
+        KeyOrder::JavaScript => {
+            for (n, (k, v)) in o.iter_js_order().into_iter().enumerate() {
+                member(n, k, v);
+            }
+        }
+        KeyOrder::Sorted => {
+            for (n, (k, v)) in o.iter_sorted().enumerate() {
+                member(n, k, v);
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 /// Append a scalar (`null`, boolean, number, string). Containers are not
@@ -178,4 +186,45 @@ pub fn quote(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len() + 2);
     write_quoted(&mut out, s.as_bytes());
     String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::json::parse;
+
+    #[test]
+    fn keys_sort_by_bytes_past_a_shared_prefix() {
+        // Keys equal in their first 8 bytes, a key and its NUL extension,
+        // multi-byte and surrogate keys, array-index keys.
+        let keys = [
+            "prefix--b",
+            "prefix--a",
+            "prefix--",
+            "prefix--ab",
+            "a\\u0000",
+            "a",
+            "b",
+            "\\u00ff",
+            "\\ud800",
+            "\\ud83d\\ude00",
+            "10",
+            "9",
+        ];
+        let text = format!(
+            "{{{}}}",
+            keys.iter()
+                .map(|k| format!("\"{k}\":1"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let v = parse(text.as_bytes()).unwrap();
+        let Value::Object(o) = &v else { panic!() };
+        let mut expected: Vec<&[u8]> = o.iter().map(|(k, _)| k.as_bytes()).collect();
+        expected.sort();
+        let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
+        assert_eq!(got, expected);
+        // (tests/fuzz_corpus.rs checks the printed text of the same keys
+        // against the reference stableStringify.)
+    }
 }
