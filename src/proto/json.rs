@@ -66,7 +66,7 @@ impl JsString {
     /// only at ASCII bytes, so they are still WTF-8.
     #[cfg_attr(not(feature = "object-schema"), allow(dead_code))]
     pub(crate) fn from_wtf8_bytes(bytes: &[u8]) -> Self {
-        JsString(bytes.into())
+        JsString::from_bytes(bytes)
     }
     /// Build from WTF-8 bytes produced by this module.
     fn from_wtf8(bytes: Vec<u8>) -> Self {
