@@ -1,6 +1,6 @@
 //! The `starfish` command line. Thin: parse arguments, call the library.
 
-use starfish::server::{load_config, ServeOptions, Server, StoreChoice};
+use starfish::server::{load_config, ServeOptions, Server, StoreChoice, TlsFiles};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -25,7 +25,12 @@ Options for serve:
   --max-connections N     open connection cap (default 256)
   --threads N             executor threads (default: available cores)
   --replica FILE          replicate collections from a primary (settings JSON,
-                          see README: collections by name, optional auth)
+                          see README: collections by name, optional auth, caFile)
+  --tls-cert FILE         serve HTTPS: PEM certificate chain, leaf first (with
+                          --tls-key); re-read with the key on SIGHUP
+  --tls-key FILE          PEM private key of --tls-cert (RSA, ECDSA or Ed25519)
+  --tls-handshake-timeout-ms N
+                          time to complete a TLS handshake (default 10000)
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --nonce-per-signer N    live nonces per signing key (default 4096)
@@ -68,6 +73,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
     let mut level = None;
     let mut args = args.into_iter();
     let (mut data_dir, mut memory) = (None, false);
+    let (mut tls_cert, mut tls_key) = (None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => opts.config = Some(PathBuf::from(value(&mut args, &a)?)),
@@ -85,6 +91,9 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--tls-handshake-timeout-ms" => opts.http.handshake_timeout = millis(&mut args, &a)?,
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,
@@ -105,6 +114,11 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             other => return Err(Usage(format!("unknown option {other:?}"))),
         }
     }
+    opts.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err(Usage("--tls-cert and --tls-key go together".into())),
+    };
     opts.store = match (data_dir, memory) {
         (Some(_), true) => return Err(Usage("--data-dir and --memory exclude each other".into())),
         (_, true) => StoreChoice::Memory,

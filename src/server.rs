@@ -1,5 +1,7 @@
 //! Assembling and running a server: config, store, auth, the HTTP service
-//! and the listener, with graceful shutdown on SIGINT/SIGTERM.
+//! and the listener (plain HTTP, or HTTPS with `--tls-cert`/`--tls-key`),
+//! with graceful shutdown on SIGINT/SIGTERM and, over TLS, the certificate
+//! re-read on SIGHUP.
 //!
 //! [`Server::bind`] does all the fallible set-up and binds the socket;
 //! [`Server::run`] serves until a signal (or [`Server::run_until`] until any
@@ -26,6 +28,14 @@ pub enum StoreChoice {
     Memory,
 }
 
+/// `--tls-cert FILE --tls-key FILE`: serve HTTPS with this PEM certificate
+/// chain (leaf first) and PEM private key (RSA, ECDSA or Ed25519).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything `starfish serve` can be told.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -45,6 +55,8 @@ pub struct ServeOptions {
     /// Replica settings file (`--replica FILE`): pull collections from a
     /// primary and serve them locally.
     pub replica: Option<PathBuf>,
+    /// Serve HTTPS instead of HTTP (needs the `tls` feature).
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +73,7 @@ impl Default for ServeOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             replica: None,
+            tls: None,
         }
     }
 }
@@ -74,13 +87,18 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
     Io(std::io::Error),
     Replica(String),
+    /// The TLS certificate or key could not be loaded.
+    Tls(String),
 }
 
 impl ServeError {
     /// The process exit status: 2 for bad configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ServeError::ReadConfig(..) | ServeError::Config(_) | ServeError::Replica(_) => 2,
+            ServeError::ReadConfig(..)
+            | ServeError::Config(_)
+            | ServeError::Replica(_)
+            | ServeError::Tls(_) => 2,
             _ => 1,
         }
     }
@@ -95,6 +113,7 @@ impl fmt::Display for ServeError {
             ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             ServeError::Io(e) => write!(f, "server error: {e}"),
             ServeError::Replica(e) => f.write_str(e),
+            ServeError::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
 }
@@ -120,6 +139,8 @@ pub struct Server {
     threads: usize,
     description: String,
     replica: Option<Arc<ReplicaManager>>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl Server {
@@ -166,13 +187,28 @@ impl Server {
                 Some(manager)
             }
         };
+        #[cfg(feature = "tls")]
+        let tls = match &opts.tls {
+            None => None,
+            Some(f) => Some(Arc::new(
+                crate::tls::ServerTls::from_pem_files(&f.cert, &f.key)
+                    .map_err(|e| ServeError::Tls(e.to_string()))?,
+            )),
+        };
+        #[cfg(not(feature = "tls"))]
+        if opts.tls.is_some() {
+            return Err(ServeError::Tls(
+                "this build has no TLS (the `tls` feature): --tls-cert is unavailable".into(),
+            ));
+        }
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let routes = route_count(&config);
         let std_listener = std::net::TcpListener::bind(opts.listen)
             .map_err(|e| ServeError::Bind(opts.listen, e))?;
         let listener = async_net::TcpListener::try_from(std_listener).map_err(ServeError::Io)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
         let description = format!(
-            "listening on http://{addr}{base} ({routes} routes, {} store, anonymous {})",
+            "listening on {scheme}://{addr}{base} ({routes} routes, {} store, anonymous {})",
             store_desc,
             if opts.auth.allow_anonymous {
                 "allowed"
@@ -187,7 +223,16 @@ impl Server {
             threads: opts.threads.max(1),
             description,
             replica,
+            #[cfg(feature = "tls")]
+            tls,
         })
+    }
+
+    /// The TLS state when serving HTTPS: [`crate::tls::ServerTls::reload`]
+    /// re-reads the certificate files (what SIGHUP does under [`Server::run`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
+        self.tls.clone()
     }
 
     /// The bound address.
@@ -197,16 +242,38 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Serve until SIGINT or SIGTERM, then shut down gracefully.
+    /// Serve until SIGINT or SIGTERM, then shut down gracefully. Over TLS,
+    /// SIGHUP re-reads the certificate and key files: new handshakes get the
+    /// new certificate, open connections are not touched, and a file that
+    /// cannot be loaded leaves the old certificate in use (logged).
     pub fn run(self) -> Result<(), ServeError> {
-        let signals =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-                .map_err(ServeError::Io)?;
+        use async_signal::Signal;
+        #[cfg(feature = "tls")]
+        let tls = self.tls.clone();
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<()> = None;
+        let mut kinds = vec![Signal::Int, Signal::Term];
+        if tls.is_some() {
+            kinds.push(Signal::Hup);
+        }
+        let signals = async_signal::Signals::new(kinds).map_err(ServeError::Io)?;
         self.run_until(async move {
             use futures_lite::StreamExt;
             let mut signals = signals;
-            if let Some(Ok(sig)) = signals.next().await {
-                log::info!("received {sig:?}, shutting down");
+            loop {
+                match signals.next().await {
+                    #[cfg(feature = "tls")]
+                    Some(Ok(Signal::Hup)) => {
+                        if let Some(tls) = &tls {
+                            reload_tls(tls);
+                        }
+                    }
+                    Some(Ok(sig)) => {
+                        log::info!("received {sig:?}, shutting down");
+                        return;
+                    }
+                    _ => return,
+                }
             }
         })
     }
@@ -229,6 +296,25 @@ impl Server {
                     let _ = rx.recv().await;
                 }))
             });
+            #[cfg(feature = "tls")]
+            let result = match self.tls {
+                Some(tls) => async_io::block_on(ex.run(crate::http::serve_tls_on(
+                    &ex,
+                    self.listener,
+                    self.service,
+                    self.http,
+                    tls,
+                    shutdown,
+                ))),
+                None => async_io::block_on(ex.run(serve_on(
+                    &ex,
+                    self.listener,
+                    self.service,
+                    self.http,
+                    shutdown,
+                ))),
+            };
+            #[cfg(not(feature = "tls"))]
             let result = async_io::block_on(ex.run(serve_on(
                 &ex,
                 self.listener,
@@ -245,6 +331,22 @@ impl Server {
         })?;
         log::info!("stopped");
         Ok(())
+    }
+}
+
+/// SIGHUP: re-read the certificate files; keep the old ones on failure.
+#[cfg(feature = "tls")]
+fn reload_tls(tls: &crate::tls::ServerTls) {
+    match tls.reload() {
+        Ok(()) => {
+            if let Some((cert, _)) = tls.files() {
+                log::info!(
+                    "received SIGHUP, reloaded TLS certificate {}",
+                    cert.display()
+                );
+            }
+        }
+        Err(e) => log::warn!("received SIGHUP, keeping the current TLS certificate: {e}"),
     }
 }
 
