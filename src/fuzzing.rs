@@ -1072,6 +1072,24 @@ pub fn config(data: &[u8]) {
         let key = col.resolve_key(&params);
         let raw: Vec<&str> = key.split('/').collect();
         let _ = col.match_route(&raw);
+        let _ = crate::sync::list::list_prefix(col, &params);
+        let _ = crate::sync::config_endpoint::client_info(col);
     }
     let _ = crate::config::bundle_groups(&c.collections);
+    // The EXTENDED interpreters accept whatever the validator accepted.
+    let limits = crate::sync::rate_limit::RateLimits::from_config(c, 4);
+    let caller = crate::sync::rate_limit::Caller::default();
+    for (ns, col) in c.all_collections() {
+        for action in [
+            crate::sync::rate_limit::RateAction::Push,
+            crate::sync::rate_limit::RateAction::Pull,
+            crate::sync::rate_limit::RateAction::List,
+        ] {
+            let _ = limits.check(ns, &col.name, action, &caller, 0);
+        }
+    }
+    let plan = crate::sync::ttl::SweepPlan::new(c);
+    for (_, col) in c.all_collections() {
+        let _ = plan.sweep_ttl(&col.storage_path);
+    }
 }

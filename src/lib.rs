@@ -13,10 +13,11 @@
 //! | [`config`] | the sync config: loader, validation with the official messages, routes from storage paths |
 //! | [`auth`] | who is calling: the resolver seam, cap-cert resolver, nonce cache, access decision |
 //! | [`store`] | document storage: the `Store` trait, key validation, memory and filesystem backends |
-//! | [`sync`] | pull, push, bundles and batch pull as business rules over a store |
+//! | [`sync`] | pull, push, bundles and batch pull as business rules over a store; list, rate limits, TTL, the `/config` view |
 //! | [`http`] | our own HTTP/1 server (strict framing, keep-alive, pipelining, deadlines, graceful shutdown), the router and the service |
 //! | [`server`] | assembling config, store, auth and HTTP into a running server |
 //! | [`logger`] | a tiny stderr logger for the `log` facade |
+//! | [`metrics`] | counters and histograms (atomics) and their Prometheus text exposition; a store wrapper that times store calls |
 //! | [`client`] | the client: `Client` (namespace, signing, keep-alive pool over async-h1), `SyncManager`, device credentials, the CLI subcommands |
 //! | [`tls`] | TLS (feature `tls`): rustls with the `ring` provider, server certificates (reloadable), client trust roots, handshake failure reasons |
 //! | [`replica`] | the replica: settings, the sync manager and scheduler, the server plugin, the signing primary client |
@@ -44,6 +45,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod http;
 pub mod logger;
+pub mod metrics;
 pub mod proto;
 pub mod replica;
 pub mod server;

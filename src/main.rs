@@ -1,5 +1,8 @@
 //! The `starfish` command line. Thin: parse arguments, call the library.
 
+use starfish::http::client_ip::{Cidr, TrustedProxies};
+use starfish::http::cors::CorsConfig;
+use starfish::http::headers::SecurityHeaders;
 use starfish::server::{load_config, ServeOptions, Server, StoreChoice, TlsFiles};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,14 @@ Options for serve:
   --tls-key FILE          PEM private key of --tls-cert (RSA, ECDSA or Ed25519)
   --tls-handshake-timeout-ms N
                           time to complete a TLS handshake (default 10000)
+  --trusted-proxy CIDR    a reverse proxy whose X-Forwarded-For names the client
+                          (repeatable; e.g. 127.0.0.1, 10.0.0.0/8, fd00::/8).
+                          Without it, rate limits key ip on the TCP peer only
+  --rate-limit-buckets N  buckets kept per rate-limit counter (default 10000;
+                          the oldest window is dropped when full)
+  --config-endpoint MODE  serve GET /config: public | role-filtered (default: off)
+  --ttl-sweep-ms N        remove documents past their collection's ttlMs every
+                          N ms (default 60000; 0: never, as the official server)
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --nonce-per-signer N    live nonces per signing key (default 4096)
@@ -41,6 +52,25 @@ Options for serve:
   --write-timeout-ms N    time to write a response (default 30000)
   --idle-timeout-ms N     keep-alive idle time before closing (default 5000)
   --shutdown-grace-ms N   time in-flight requests get on shutdown (default 10000)
+  --request-timeout-ms N  answer 408 {\"error\":\"Request timeout\"} when a request
+                          under the mount takes longer (default: off)
+  --cors-origin ORIGIN    allow cross-origin requests from ORIGIN (scheme://host[:port]);
+                          repeat for several, or * for any (default: CORS off)
+  --cors-credentials      send Access-Control-Allow-Credentials: true (not with *)
+  --cors-max-age SECONDS  Access-Control-Max-Age of preflights (default 86400)
+  --security-headers      send X-Content-Type-Options, X-Frame-Options,
+                          Strict-Transport-Security, X-XSS-Protection and
+                          Referrer-Policy with the official defaults
+  --security-header NAME=VALUE
+                          change one of them (header name or official option
+                          name, e.g. frameOptions=SAMEORIGIN); implies
+                          --security-headers
+  --no-security-header NAME
+                          leave one of them out; implies --security-headers
+  --metrics               count requests, connections, store calls and replica
+                          syncs; serve them at GET /metrics (Prometheus text)
+  --metrics-listen ADDR   serve /metrics on this address instead of the main
+                          listener (implies --metrics)
   --log-level LEVEL       error|warn|info|debug|trace|off (default: $STARFISH_LOG,
                           $RUST_LOG, or info)
 
@@ -68,12 +98,20 @@ fn millis(args: &mut std::vec::IntoIter<String>, flag: &str) -> Result<std::time
     number::<u64>(args, flag).map(std::time::Duration::from_millis)
 }
 
+fn security_headers(opts: &mut ServeOptions) -> &mut SecurityHeaders {
+    opts.middleware
+        .security_headers
+        .get_or_insert_with(SecurityHeaders::default)
+}
+
 fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilter>), Usage> {
     let mut opts = ServeOptions::default();
     let mut level = None;
     let mut args = args.into_iter();
     let (mut data_dir, mut memory) = (None, false);
     let (mut tls_cert, mut tls_key) = (None, None);
+    let mut cors_origins: Vec<String> = Vec::new();
+    let (mut cors_credentials, mut cors_max_age) = (false, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => opts.config = Some(PathBuf::from(value(&mut args, &a)?)),
@@ -94,6 +132,32 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--tls-cert" => tls_cert = Some(PathBuf::from(value(&mut args, &a)?)),
             "--tls-key" => tls_key = Some(PathBuf::from(value(&mut args, &a)?)),
             "--tls-handshake-timeout-ms" => opts.http.handshake_timeout = millis(&mut args, &a)?,
+            "--trusted-proxy" => {
+                let v = value(&mut args, &a)?;
+                let block: Cidr = v
+                    .parse()
+                    .map_err(|e| Usage(format!("--trusted-proxy: {e}")))?;
+                let mut blocks = opts.trusted_proxies.blocks().to_vec();
+                blocks.push(block);
+                opts.trusted_proxies = TrustedProxies::new(blocks);
+            }
+            "--rate-limit-buckets" => {
+                opts.rate_limit_buckets = number(&mut args, &a)?;
+                if opts.rate_limit_buckets == 0 {
+                    return Err(Usage("--rate-limit-buckets must be at least 1".into()));
+                }
+            }
+            "--config-endpoint" => {
+                let v = value(&mut args, &a)?;
+                opts.config_endpoint = Some(
+                    v.parse()
+                        .map_err(|e| Usage(format!("--config-endpoint: {e}")))?,
+                );
+            }
+            "--ttl-sweep-ms" => {
+                let ms: u64 = number(&mut args, &a)?;
+                opts.ttl_sweep = (ms > 0).then(|| std::time::Duration::from_millis(ms));
+            }
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,
@@ -104,6 +168,39 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--write-timeout-ms" => opts.http.write_timeout = millis(&mut args, &a)?,
             "--idle-timeout-ms" => opts.http.keep_alive_timeout = millis(&mut args, &a)?,
             "--shutdown-grace-ms" => opts.http.shutdown_grace = millis(&mut args, &a)?,
+            "--request-timeout-ms" => {
+                let t = millis(&mut args, &a)?;
+                opts.middleware.request_timeout = (!t.is_zero()).then_some(t);
+            }
+            "--cors-origin" => cors_origins.push(value(&mut args, &a)?),
+            "--cors-credentials" => cors_credentials = true,
+            "--cors-max-age" => cors_max_age = Some(number::<u64>(&mut args, &a)?),
+            "--security-headers" => {
+                security_headers(&mut opts);
+            }
+            "--security-header" => {
+                let v = value(&mut args, &a)?;
+                let (name, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| Usage(format!("{a}: expected NAME=VALUE, got {v:?}")))?;
+                security_headers(&mut opts)
+                    .set(name.trim(), val.trim())
+                    .map_err(|e| Usage(format!("{a}: {e}")))?;
+            }
+            "--no-security-header" => {
+                let name = value(&mut args, &a)?;
+                security_headers(&mut opts)
+                    .disable(name.trim())
+                    .map_err(|e| Usage(format!("{a}: {e}")))?;
+            }
+            "--metrics" => opts.metrics.enabled = true,
+            "--metrics-listen" => {
+                let v = value(&mut args, &a)?;
+                opts.metrics.listen = Some(
+                    v.parse()
+                        .map_err(|_| Usage(format!("{a}: not an address: {v:?}")))?,
+                );
+            }
             "--log-level" => {
                 let v = value(&mut args, &a)?;
                 level = Some(
@@ -119,6 +216,22 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
         (None, None) => None,
         _ => return Err(Usage("--tls-cert and --tls-key go together".into())),
     };
+    if cors_origins.is_empty() {
+        if cors_credentials || cors_max_age.is_some() {
+            return Err(Usage(
+                "--cors-credentials and --cors-max-age need --cors-origin".into(),
+            ));
+        }
+    } else {
+        let mut cors = CorsConfig::for_origins(&cors_origins);
+        cors.credentials = cors_credentials;
+        if let Some(age) = cors_max_age {
+            cors.max_age = age;
+        }
+        // Refused settings (credentials with *) stop start-up in
+        // Server::bind with the official message and exit status 2.
+        opts.middleware.cors = Some(cors);
+    }
     opts.store = match (data_dir, memory) {
         (Some(_), true) => return Err(Usage("--data-dir and --memory exclude each other".into())),
         (_, true) => StoreChoice::Memory,

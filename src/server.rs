@@ -9,10 +9,18 @@
 
 use crate::auth::cap::{CapResolver, CapResolverConfig};
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
+use crate::http::client_ip::TrustedProxies;
+use crate::http::cors::CorsError;
+use crate::http::metrics::MetricsEndpoint;
+use crate::http::router::normalize_mount;
 use crate::http::service::{Service, ServiceOptions};
-use crate::http::{serve_on, ServerConfig};
+use crate::http::{serve_on, Handler, Middleware, ServerConfig};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
 use crate::store::{FsStore, MemoryStore, Store, StoreError};
+use crate::sync::config_endpoint::ConfigEndpoint;
+use crate::sync::rate_limit::DEFAULT_MAX_BUCKETS;
+use crate::sync::ttl::{SweepPlan, Sweeper, DEFAULT_SWEEP_INTERVAL};
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,6 +65,41 @@ pub struct ServeOptions {
     pub replica: Option<PathBuf>,
     /// Serve HTTPS instead of HTTP (needs the `tls` feature).
     pub tls: Option<TlsFiles>,
+    /// CORS, security headers, request timeout (all off by default).
+    pub middleware: Middleware,
+    /// Metrics (off by default).
+    pub metrics: MetricsOptions,
+    /// Proxies trusted to name the client in `X-Forwarded-For`
+    /// (`--trusted-proxy`, repeatable).
+    pub trusted_proxies: TrustedProxies,
+    /// Buckets per rate-limit counter (`--rate-limit-buckets`).
+    pub rate_limit_buckets: usize,
+    /// `GET /config` mode (`--config-endpoint`); off by default.
+    pub config_endpoint: Option<ConfigEndpoint>,
+    /// How often expired `ttlMs` documents are removed (`--ttl-sweep-ms`);
+    /// `None` never removes them (the official behaviour).
+    pub ttl_sweep: Option<std::time::Duration>,
+}
+
+/// What ends a listener's `serve_on` (one type for the main and the
+/// metrics listener).
+type Shutdown<'a> = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Whether and where to serve metrics.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsOptions {
+    /// Count requests, connections, store calls and replica syncs, and
+    /// answer `GET /metrics` on the main listener (`--metrics`).
+    pub enabled: bool,
+    /// Serve `GET /metrics` on this address instead of the main listener
+    /// (`--metrics-listen ADDR`; implies `enabled`).
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsOptions {
+    fn on(&self) -> bool {
+        self.enabled || self.listen.is_some()
+    }
 }
 
 impl Default for ServeOptions {
@@ -74,6 +117,12 @@ impl Default for ServeOptions {
                 .unwrap_or(1),
             replica: None,
             tls: None,
+            middleware: Middleware::default(),
+            metrics: MetricsOptions::default(),
+            trusted_proxies: TrustedProxies::default(),
+            rate_limit_buckets: DEFAULT_MAX_BUCKETS,
+            config_endpoint: None,
+            ttl_sweep: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
@@ -89,6 +138,7 @@ pub enum ServeError {
     Replica(String),
     /// The TLS certificate or key could not be loaded.
     Tls(String),
+    Cors(CorsError),
 }
 
 impl ServeError {
@@ -98,7 +148,8 @@ impl ServeError {
             ServeError::ReadConfig(..)
             | ServeError::Config(_)
             | ServeError::Replica(_)
-            | ServeError::Tls(_) => 2,
+            | ServeError::Tls(_)
+            | ServeError::Cors(_) => 2,
             _ => 1,
         }
     }
@@ -114,6 +165,7 @@ impl fmt::Display for ServeError {
             ServeError::Io(e) => write!(f, "server error: {e}"),
             ServeError::Replica(e) => f.write_str(e),
             ServeError::Tls(e) => write!(f, "TLS: {e}"),
+            ServeError::Cors(e) => write!(f, "{e}"),
         }
     }
 }
@@ -134,18 +186,24 @@ pub fn load_config(path: Option<&PathBuf>) -> Result<LoadedConfig, ServeError> {
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: async_net::TcpListener,
-    service: Arc<Service>,
+    handler: Arc<dyn Handler>,
     http: ServerConfig,
     threads: usize,
     description: String,
     replica: Option<Arc<ReplicaManager>>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<crate::tls::ServerTls>>,
+    metrics: Option<Arc<Metrics>>,
+    metrics_listener: Option<async_net::TcpListener>,
+    sweeper: Option<Sweeper>,
 }
 
 impl Server {
     /// Load the config, open the store, build the service and bind.
     pub fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
+        if let Some(cors) = &opts.middleware.cors {
+            cors.check().map_err(ServeError::Cors)?;
+        }
         let loaded = load_config(opts.config.as_ref())?;
         for w in &loaded.warnings {
             log::warn!("[Starfish] config warning: {w}");
@@ -159,11 +217,24 @@ impl Server {
                 format!("filesystem {}", d.display()),
             ),
         };
+        let mount = normalize_mount(&opts.base_path);
+        let metrics = opts
+            .metrics
+            .on()
+            .then(|| Arc::new(Metrics::with_mount(&mount)));
+        let store: Arc<dyn Store> = match &metrics {
+            Some(m) => Arc::new(MeteredStore::new(store, m.clone())),
+            None => store,
+        };
         let mut http = opts.http.clone();
         http.max_body_bytes = opts
             .max_body_bytes
             .unwrap_or_else(|| http.max_body_bytes.max(largest_body_limit(&config)));
+        http.metrics = metrics.clone();
         let resolver = Arc::new(CapResolver::new(opts.auth.clone()));
+        if let Some(m) = &metrics {
+            register_auth_gauges(m, &resolver);
+        }
         let base = if opts.base_path == "/" {
             String::new()
         } else {
@@ -176,13 +247,28 @@ impl Server {
             ServiceOptions {
                 base_path: base.clone(),
                 blocking_store: blocking,
+                trusted_proxies: opts.trusted_proxies.clone(),
+                rate_limit_buckets: opts.rate_limit_buckets,
+                config_endpoint: opts.config_endpoint,
                 ..ServiceOptions::default()
             },
         );
+        let sweeper = opts.ttl_sweep.and_then(|interval| {
+            let plan = SweepPlan::new(&config);
+            (!plan.is_empty()).then(|| {
+                log::info!(
+                    "ttl sweep of {} collection(s) every {} ms",
+                    plan.len(),
+                    interval.as_millis() as u64
+                );
+                Sweeper::new(plan, store.clone(), blocking, service.locks(), interval)
+            })
+        });
         let replica = match &opts.replica {
             None => None,
             Some(path) => {
-                let manager = replica_manager(path, &config, store, &service, blocking)?;
+                let manager =
+                    replica_manager(path, &config, store, &service, blocking, metrics.clone())?;
                 service = service.with_plugin(Arc::new(ReplicaPlugin::new(manager.clone())));
                 Some(manager)
             }
@@ -207,6 +293,18 @@ impl Server {
             .map_err(|e| ServeError::Bind(opts.listen, e))?;
         let listener = async_net::TcpListener::try_from(std_listener).map_err(ServeError::Io)?;
         let addr = listener.local_addr().map_err(ServeError::Io)?;
+        let metrics_listener = match opts.metrics.listen {
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a).map_err(|e| ServeError::Bind(a, e))?;
+                Some(async_net::TcpListener::try_from(l).map_err(ServeError::Io)?)
+            }
+            None => None,
+        };
+        debug_assert_eq!(mount, service.router().mount());
+        let mut handler = opts.middleware.wrap(Arc::new(service), &mount);
+        if let (Some(m), None) = (&metrics, &metrics_listener) {
+            handler = Arc::new(MetricsEndpoint::in_front_of(handler, m.clone()));
+        }
         let description = format!(
             "listening on {scheme}://{addr}{base} ({routes} routes, {} store, anonymous {})",
             store_desc,
@@ -218,13 +316,16 @@ impl Server {
         );
         Ok(Server {
             listener,
-            service: Arc::new(service),
+            handler,
             http,
             threads: opts.threads.max(1),
             description,
             replica,
             #[cfg(feature = "tls")]
             tls,
+            metrics,
+            metrics_listener,
+            sweeper,
         })
     }
 
@@ -233,6 +334,18 @@ impl Server {
     #[cfg(feature = "tls")]
     pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
         self.tls.clone()
+    }
+
+    /// The metrics registry, when metrics are on.
+    pub fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.metrics.clone()
+    }
+
+    /// The address of the separate metrics listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address.
@@ -282,6 +395,11 @@ impl Server {
     /// `threads - 1` extra threads to drive the connection executor.
     pub fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServeError> {
         log::info!("{}", self.description);
+        if let Some(a) = self.metrics_addr() {
+            log::info!("metrics on http://{a}/metrics");
+        } else if self.metrics.is_some() {
+            log::info!("metrics on /metrics of the main listener");
+        }
         let ex = async_executor::Executor::new();
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
         std::thread::scope(|scope| {
@@ -290,39 +408,86 @@ impl Server {
                 let ex = &ex;
                 scope.spawn(move || async_io::block_on(ex.run(rx.recv())));
             }
+            // Cancelled when dropped, after the server has stopped.
+            let sweeper_task = self.sweeper.map(|sweeper| ex.spawn(sweeper.run()));
             let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
                 ex.spawn(manager.run(SchedulerOptions::default(), async move {
                     let _ = rx.recv().await;
                 }))
             });
-            #[cfg(feature = "tls")]
-            let result = match self.tls {
-                Some(tls) => async_io::block_on(ex.run(crate::http::serve_tls_on(
-                    &ex,
-                    self.listener,
-                    self.service,
-                    self.http,
-                    tls,
-                    shutdown,
-                ))),
-                None => async_io::block_on(ex.run(serve_on(
-                    &ex,
-                    self.listener,
-                    self.service,
-                    self.http,
-                    shutdown,
-                ))),
+            // The metrics listener, if any, runs beside the main one on the
+            // same executor and stops with it. Both are the same `serve_on`
+            // (same handler and shutdown types): one copy of the listener and
+            // connection code in the binary.
+            let side = match (self.metrics_listener, &self.metrics) {
+                (Some(listener), Some(m)) => {
+                    let endpoint: Arc<dyn Handler> = Arc::new(MetricsEndpoint::alone(m.clone()));
+                    Some((listener, Arc::new(endpoint)))
+                }
+                _ => None,
             };
-            #[cfg(not(feature = "tls"))]
-            let result = async_io::block_on(ex.run(serve_on(
-                &ex,
-                self.listener,
-                self.service,
-                self.http,
-                shutdown,
-            )));
-            stop_tx.close();
+            let main = async {
+                let shutdown: Shutdown<'_> = Box::pin(shutdown);
+                // Over TLS the same listener and connection loop, with a
+                // handshake first (one `serve_with` instantiation for both).
+                #[cfg(feature = "tls")]
+                let r = match self.tls {
+                    Some(tls) => {
+                        crate::http::serve_tls_on(
+                            &ex,
+                            self.listener,
+                            Arc::new(self.handler),
+                            self.http,
+                            tls,
+                            shutdown,
+                        )
+                        .await
+                    }
+                    None => {
+                        serve_on(
+                            &ex,
+                            self.listener,
+                            Arc::new(self.handler),
+                            self.http,
+                            shutdown,
+                        )
+                        .await
+                    }
+                };
+                #[cfg(not(feature = "tls"))]
+                let r = serve_on(
+                    &ex,
+                    self.listener,
+                    Arc::new(self.handler),
+                    self.http,
+                    shutdown,
+                )
+                .await;
+                stop_tx.close();
+                r
+            };
+            let metrics = async {
+                let Some((listener, endpoint)) = side else {
+                    return Ok(());
+                };
+                let rx = stop_rx.clone();
+                let config = ServerConfig {
+                    max_connections: 16,
+                    shutdown_grace: std::time::Duration::from_secs(1),
+                    ..ServerConfig::default()
+                };
+                let stop: Shutdown<'_> = Box::pin(async move {
+                    let _ = rx.recv().await;
+                });
+                serve_on(&ex, listener, endpoint, config, stop).await
+            };
+            let (result, metrics) =
+                async_io::block_on(ex.run(futures_lite::future::zip(main, metrics)));
+            if let Err(e) = metrics {
+                log::warn!("metrics listener: {e}");
+            }
+            drop(sweeper_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
                 async_io::block_on(ex.run(task));
@@ -359,6 +524,7 @@ fn replica_manager(
     store: Arc<dyn Store>,
     service: &Service,
     blocking: bool,
+    metrics: Option<Arc<Metrics>>,
 ) -> Result<Arc<ReplicaManager>, ServeError> {
     let err = |e: String| ServeError::Replica(e);
     let text = std::fs::read(path).map_err(|e| {
@@ -388,13 +554,12 @@ fn replica_manager(
         "replicating {} collection(s) from their primaries",
         rc.collections.len()
     );
-    Ok(Arc::new(ReplicaManager::new(
-        remotes,
-        store,
-        service.locks(),
-        blocking,
-        Arc::new(primary),
-    )))
+    let mut manager =
+        ReplicaManager::new(remotes, store, service.locks(), blocking, Arc::new(primary));
+    if let Some(m) = metrics {
+        manager = manager.with_metrics(m);
+    }
+    Ok(Arc::new(manager))
 }
 
 /// Without the `client` feature there is no way to reach a primary.
@@ -405,10 +570,27 @@ fn replica_manager(
     _store: Arc<dyn Store>,
     _service: &Service,
     _blocking: bool,
+    _metrics: Option<Arc<Metrics>>,
 ) -> Result<Arc<ReplicaManager>, ServeError> {
     Err(ServeError::Replica(
         "this build has no HTTP client (the `client` feature): --replica is unavailable".into(),
     ))
+}
+
+/// The auth cache sizes, read at scrape time.
+fn register_auth_gauges(metrics: &Metrics, resolver: &Arc<CapResolver>) {
+    let r = resolver.clone();
+    metrics.gauge_fn(
+        "starfish_auth_nonce_cache_entries",
+        "Live request nonces remembered against replay.",
+        move || r.nonce_count() as u64,
+    );
+    let r = resolver.clone();
+    metrics.gauge_fn(
+        "starfish_auth_cap_cache_entries",
+        "Verified cap-certs remembered.",
+        move || r.cap_cache_len() as u64,
+    );
 }
 
 fn largest_body_limit(config: &SyncConfig) -> usize {

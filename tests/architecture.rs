@@ -1,6 +1,7 @@
 //! The room rules that keep the code base honest, checked on the source:
 //! `src/proto/` is sans-I/O (no files, sockets, clocks, randomness or async,
-//! and nothing else from this crate), and `src/sync/` knows no HTTP.
+//! and nothing else from this crate), `src/sync/` knows no HTTP, and
+//! `src/metrics/` knows no HTTP and uses nothing of the crate but the store.
 
 use std::path::Path;
 
@@ -74,6 +75,29 @@ fn sync_rules_know_no_http() {
                 assert!(
                     !line.contains(word),
                     "{path}:{}: `{word}` in the sync rules: {line}",
+                    n + 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn metrics_know_no_http_and_sit_on_the_store_only() {
+    for (path, text) in sources("src/metrics") {
+        for (n, line) in code_lines(&text) {
+            if let Some(pos) = line.find("crate::") {
+                let rest = &line[pos..];
+                assert!(
+                    rest.starts_with("crate::store") || rest.starts_with("crate::metrics"),
+                    "{path}:{}: metrics may only use crate::store: {line}",
+                    n + 1
+                );
+            }
+            for word in ["http_types", "async_net", "async_io"] {
+                assert!(
+                    !line.contains(word),
+                    "{path}:{}: `{word}` in the metrics: {line}",
                     n + 1
                 );
             }

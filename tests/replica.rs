@@ -26,7 +26,12 @@ const REPLICA: &str = r#"{"version":1,"collections":[
  {"name":"local","storagePath":"replica/local/{id}","readRoles":["public"],"writeRoles":["public"],"encryption":"none"}]}"#;
 
 fn settings(port: u16, auth: &str) -> String {
-    let url = format!("http://127.0.0.1:{port}/v1");
+    settings_for(&format!("http://127.0.0.1:{port}/v1"), auth)
+}
+
+/// Replica settings with every collection's primary at `url`; `extra` is
+/// appended to the top-level object (`,"auth":...`, `,"caFile":...`).
+fn settings_for(url: &str, auth: &str) -> String {
     format!(
         r#"{{"collections":{{
  "news":{{"url":"{url}","pullPath":"/pull/primary/news","intervalMs":200,"headers":{{}},"writeMode":"pull_only","syncTriggers":["scheduled"]}},
@@ -75,7 +80,64 @@ fn replica_write_modes_against_a_live_primary() {
     let port = free_port();
     let primary = Setup::new(PRIMARY).port(port).start();
     let replica = Setup::new(REPLICA).replica(&settings(port, "")).start();
+    write_modes(&primary, &replica);
+}
 
+/// The same over `https://`: the primary serves TLS with a private CA's
+/// certificate, the replica trusts that CA through `caFile` and reaches
+/// the primary by name (SNI and hostname verification on).
+#[cfg(feature = "tls")]
+#[test]
+fn replica_write_modes_against_an_https_primary() {
+    let certs = common::TlsCerts::localhost();
+    let port = free_port();
+    let primary = Setup::new(PRIMARY).port(port).tls(&certs).start();
+    let ca = serde_json::to_string(certs.ca.to_str().unwrap()).unwrap();
+    let replica = Setup::new(REPLICA)
+        .replica(&settings_for(
+            &format!("https://localhost:{port}/v1"),
+            &format!(r#","caFile":{ca}"#),
+        ))
+        .start();
+    write_modes(&primary, &replica);
+}
+
+/// A primary whose certificate the replica does not trust is an unreachable
+/// primary: nothing replicates, push-through answers 502, local data is
+/// still served.
+#[cfg(feature = "tls")]
+#[test]
+fn an_untrusted_https_primary_is_treated_as_unreachable() {
+    let certs = common::TlsCerts::localhost();
+    let other = common::TlsCerts::localhost(); // another CA
+    let port = free_port();
+    let primary = Setup::new(PRIMARY).port(port).tls(&certs).start();
+    let h = hash_of(&push(&primary, "primary/news", r#"{"v":1}"#, None));
+    assert!(!h.is_empty());
+    let ca = serde_json::to_string(other.ca.to_str().unwrap()).unwrap();
+    let replica = Setup::new(REPLICA)
+        .replica(&settings_for(
+            &format!("https://localhost:{port}/v1"),
+            &format!(r#","caFile":{ca}"#),
+        ))
+        .start();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(hash_of(&replica.get("/v1/pull/replica/news")), "");
+    assert_eq!(replica.get("/v1/pull/replica/feed").status, 200);
+    push(&replica, "replica/wiki", r#"{"a":1}"#, None).assert_error(502, "Failed to reach primary");
+    assert_eq!(
+        push(&replica, "replica/local/a", r#"{"l":1}"#, None).status,
+        200
+    );
+    assert_eq!(
+        hash_of(&primary.get("/v1/pull/primary/wiki")),
+        "",
+        "nothing reached the primary"
+    );
+}
+
+/// Every write mode of a replica against its primary.
+fn write_modes(primary: &TestServer, replica: &TestServer) {
     // pull_only + scheduled: the replica follows the primary.
     let h1 = hash_of(&push(
         &primary,

@@ -412,7 +412,7 @@ fn unchanged_primary_answers_304_to_if_none_match() {
     let before = local(&store).unwrap();
     assert_eq!(
         block_on(m.sync_now("news")).unwrap(),
-        SyncOutcome::Unchanged
+        SyncOutcome::NotModified
     );
     let second = p.seen.lock().unwrap()[1].2.clone();
     assert!(

@@ -142,6 +142,11 @@ impl CapResolver {
     pub fn nonce_count(&self) -> usize {
         self.nonces.len()
     }
+
+    /// Verified cap-certs remembered (for tests and metrics).
+    pub fn cap_cache_len(&self) -> usize {
+        self.verified.lock().map(|v| v.map.len()).unwrap_or(0)
+    }
 }
 
 /// A decoded `Authorization` header.

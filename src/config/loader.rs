@@ -35,6 +35,7 @@ pub(super) fn load(text: &[u8]) -> Result<SyncConfig, ConfigError> {
 
     // Namespaces are read first, as in the official loader.
     let mut namespaces = Vec::new();
+    let namespaces_declared = present(&top, "namespaces").is_some();
     if let Some(raw) = present(&top, "namespaces") {
         let Value::Object(map) = raw else {
             return Err(ConfigError::Shape(
@@ -71,6 +72,7 @@ pub(super) fn load(text: &[u8]) -> Result<SyncConfig, ConfigError> {
         version: top.get("version").cloned(),
         collections,
         namespaces,
+        namespaces_declared,
         rate_limit: top.get("rateLimit").filter(|v| truthy(v)).cloned(),
         restrictions,
     })

@@ -18,8 +18,10 @@
 //! `listable`, `restrictions`, and the top-level / namespace `rateLimit` and
 //! `restrictions`) are kept as raw [`Value`]s after the official coercions.
 //! They are validated with the official EXTENDED rules (so exactly the
-//! configs the official server accepts are accepted), but starfish-rs does not
-//! implement them: every one that is set adds a warning
+//! configs the official server accepts are accepted) and interpreted by the
+//! module that implements the feature (`rateLimit`: `sync::rate_limit`,
+//! `listable`: `sync::list`, `ttlMs`: `sync::ttl`). Each one that is set
+//! and not implemented yet adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
@@ -63,7 +65,11 @@ pub struct SyncConfig {
     /// Namespaces in JavaScript object order (array-index names first).
     /// An absent `namespaces` and `{}` both give an empty list.
     pub namespaces: Vec<(String, NamespaceConfig)>,
-    /// EXTENDED global rate limit (absent when falsy). Ignored.
+    /// Whether the file has a non-null `namespaces` key (even `{}`): the
+    /// official `GET /config` answer then has a `namespaces` member.
+    pub namespaces_declared: bool,
+    /// EXTENDED global rate limit (absent when falsy): defaults for the
+    /// collections' rate limits (see `sync::rate_limit`).
     pub rate_limit: Option<Value>,
     /// EXTENDED global restrictions. Ignored.
     pub restrictions: Option<Value>,
@@ -107,7 +113,7 @@ pub struct CollectionConfig {
     pub keyring_path: Option<String>,
     /// JavaScript truthiness of `forceFullFetch`.
     pub force_full_fetch: bool,
-    /// EXTENDED fields, raw after the loader coercions. Ignored.
+    /// EXTENDED fields, raw after the loader coercions.
     pub extended: ExtendedFields,
     segments: Vec<Segment>,
 }

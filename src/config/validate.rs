@@ -440,16 +440,28 @@ fn collection_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<Str
                 .iter()
                 .any(|a| uses_ip(field(rl, a))))
         {
+            // The official text says the TypeScript server has no socket IP;
+            // we key on the TCP peer, so the caveat that still holds is the
+            // reverse proxy's (see COMPATIBILITY.md).
             out.push(format!(
-                "{who}: rateLimit uses IP-based bucketing (bucket \"ip\"/\"identity+ip\" or an \"ip\" sub-limit). The TypeScript server has no portable socket IP — without an X-Forwarded-For header the ip part collapses to a shared \"anonymous\" bucket (a per-IP limit becomes global). Run behind a proxy that sets X-Forwarded-For."
+                "{who}: rateLimit uses IP-based bucketing (bucket \"ip\"/\"identity+ip\" or an \"ip\" sub-limit). starfish-rs keys the ip part on the TCP peer address — behind a reverse proxy every client shares the proxy's address unless the proxy is listed with --trusted-proxy (X-Forwarded-For is believed only from those addresses)."
             ));
         }
     }
 }
 
+/// EXTENDED collection fields starfish-rs implements (no "not supported"
+/// warning for them).
+const IMPLEMENTED: [&str; 3] = ["rateLimit", "listable", "ttlMs"];
+
 fn unsupported_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<String>) {
     for col in cols {
-        for f in col.extended.active() {
+        for f in col
+            .extended
+            .active()
+            .into_iter()
+            .filter(|f| !IMPLEMENTED.contains(f))
+        {
             out.push(format!(
                 "{scope}Collection \"{}\": {f} is not supported by starfish-rs and is ignored",
                 col.name
@@ -470,9 +482,6 @@ pub(crate) fn warnings(config: &SyncConfig) -> Vec<String> {
     }
     // starfish-rs additions, after the official list.
     let not_supported = |f: &str| format!("{f} is not supported by starfish-rs and is ignored");
-    if config.rate_limit.is_some() {
-        out.push(not_supported("rateLimit"));
-    }
     if non_empty_restrictions(config.restrictions.as_ref()) {
         out.push(not_supported("restrictions"));
     }

@@ -25,6 +25,7 @@ use super::framing::{
     analyze, parse_head, request_url, ChunkedDecoder, Framing, FramingError, ParsedHead,
     RequestMeta,
 };
+use super::metrics::Observation;
 use super::signal::Signal;
 use super::{Handler, PeerAddr, RawTarget, ServerConfig};
 
@@ -58,12 +59,18 @@ pub(crate) struct ActiveGuard<H>(Arc<Shared<H>>);
 impl<H> ActiveGuard<H> {
     pub(crate) fn new(shared: Arc<Shared<H>>) -> Self {
         shared.active.fetch_add(1, Ordering::SeqCst);
+        if let Some(m) = &shared.config.metrics {
+            m.http.connection_opened();
+        }
         ActiveGuard(shared)
     }
 }
 
 impl<H> Drop for ActiveGuard<H> {
     fn drop(&mut self) {
+        if let Some(m) = &self.0.config.metrics {
+            m.http.connection_closed();
+        }
         if self.0.active.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.shutdown.is_set() {
             self.0.drained.set();
         }
@@ -170,6 +177,8 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             served += 1;
             let is_head = meta.method == Method::Head;
             let head_minor = head.minor_version;
+            let observation =
+                Observation::begin(self.shared.config.metrics.as_ref(), meta.method, url.path());
             let req = self.build_request(head, &meta, url, body);
 
             let handler = self.shared.handler.clone();
@@ -178,6 +187,9 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.ok(),
                 Err(_) => None,
             };
+            if let Some(o) = observation {
+                o.end(res.as_ref().map_or(500, |r| u16::from(r.status())));
+            }
             let Some(res) = res else {
                 log::error!("handler panicked on a request from {}", self.peer);
                 let bytes = plain_response(

@@ -9,6 +9,9 @@
 //! | [`framing`] | the pure, audited part: parsing a request head ([`parse_head`]), every framing decision (400 / 413 / 431 / 501), chunked decoding, the request URL. No I/O. |
 //! | `conn` | the per-connection loop: one read buffer per connection (pipelining), keep-alive, `Expect: 100-continue`, deadlines, response writing. |
 //! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]); with the `tls` feature the TLS handshake before the connection loop (`serve_tls`, `serve_tls_on`). |
+//! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
+//! | [`metrics`] | request counting and the `/metrics` endpoint |
+//! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
 //!
 //! ## Threads and executors
 //!
@@ -47,10 +50,16 @@
 //! must remove it after setting the body. The server itself never adds one to
 //! handler responses.
 
+pub mod client_ip;
+pub mod cors;
 pub mod framing;
+pub mod headers;
+pub mod layers;
+pub mod metrics;
 pub mod response;
 pub mod router;
 pub mod service;
+pub mod timeout;
 
 mod conn;
 mod server;
@@ -61,6 +70,7 @@ use std::time::Duration;
 pub use conn::reason_phrase;
 pub use framing::{parse_head, FramingError, ParsedHead};
 pub use http_types::{Request, Response, StatusCode};
+pub use layers::Middleware;
 pub use server::{serve, serve_on};
 #[cfg(feature = "tls")]
 pub use server::{serve_tls, serve_tls_on};
@@ -77,6 +87,14 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
     fn handle(&self, req: Request) -> BoxFuture<'_, Response>;
+}
+
+/// A stack of wrappers built at run time ([`Middleware::wrap`]) is served
+/// as an `Arc<dyn Handler>`.
+impl Handler for std::sync::Arc<dyn Handler> {
+    fn handle(&self, req: Request) -> BoxFuture<'_, Response> {
+        (**self).handle(req)
+    }
 }
 
 /// Take a request's body as bytes without the `http-types` side effect.
@@ -149,6 +167,9 @@ pub struct ServerConfig {
     /// accept. On expiry the connection is closed silently (no HTTP answer
     /// is possible before the handshake). Default: 10 s.
     pub handshake_timeout: Duration,
+    /// Where to count connections (open, accepted, rejected at the cap);
+    /// `None` (the default) counts nothing.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ServerConfig {
@@ -164,6 +185,7 @@ impl Default for ServerConfig {
             max_requests_per_connection: None,
             shutdown_grace: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }

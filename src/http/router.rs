@@ -1,19 +1,26 @@
 //! The route table: mount prefix, namespaces, method + path → [`Action`].
 //!
 //! Pure and allocation-light: matching walks the config in the official
-//! registration order (health; root collections; root bundles; root batch;
-//! then each namespace's collections, bundles and batch) and returns the
-//! first match. Matching is on raw path segments; only values bound to a
+//! registration order (health; config; root collections, each with its
+//! pull, list and push routes; root bundles; root batch; then each
+//! namespace's collections, bundles and batch) and returns the first
+//! match. Matching is on raw path segments; only values bound to a
 //! `{param}` are percent-decoded. No match (unknown path, wrong method,
 //! trailing slash, empty segment) is the plain-text 404.
 
-use crate::config::{bundle_groups, CollectionConfig, SyncConfig};
+use crate::config::{bundle_groups, CollectionConfig, Segment, SyncConfig};
+use crate::sync::list;
 use std::sync::Arc;
 
 /// What a request asks for.
 #[derive(Debug, Clone)]
 pub enum Action<'c> {
     Health,
+    /// `GET /config` (answered only when the config endpoint is on).
+    Config,
+    /// `GET /list/...` of a `listable` collection; `params` are the bound
+    /// parameters of the storage path without its last segment.
+    List(Target<'c>),
     /// Pull of a standalone collection.
     Pull(Target<'c>),
     /// Push to a standalone collection.
@@ -57,17 +64,25 @@ pub struct Router {
     mount: String,
 }
 
+/// A mount prefix as the router uses it: no trailing `/`, a leading `/`
+/// unless empty (`"v1/"` and `"/v1"` are `"/v1"`; `"/"` and `""` are `""`).
+pub fn normalize_mount(mount: &str) -> String {
+    let trimmed = mount.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
 impl Router {
     /// `mount` is `""` for the root, or a prefix such as `/v1` (a trailing
     /// `/` is dropped, a missing leading `/` added).
     pub fn new(config: Arc<SyncConfig>, mount: &str) -> Self {
-        let trimmed = mount.trim_end_matches('/');
-        let mount = if trimmed.is_empty() || trimmed.starts_with('/') {
-            trimmed.to_owned()
-        } else {
-            format!("/{trimmed}")
-        };
-        Router { config, mount }
+        Router {
+            config,
+            mount: normalize_mount(mount),
+        }
     }
 
     pub fn config(&self) -> &SyncConfig {
@@ -90,6 +105,9 @@ impl Router {
         }
         if get && segs == ["health"] {
             return Some(Action::Health);
+        }
+        if get && segs == ["config"] {
+            return Some(Action::Config);
         }
         if let Some(a) = self.route_scope(None, &self.config.collections, &segs, get) {
             return Some(a);
@@ -147,10 +165,45 @@ impl Router {
                 }
                 None
             }
+            ("list", true) => cols.iter().filter(|c| list::is_listable(c)).find_map(|c| {
+                list_params(c, rest).map(|params| {
+                    Action::List(Target {
+                        namespace,
+                        collection: c,
+                        params,
+                    })
+                })
+            }),
             ("batch", true) if rest == ["pull"] => Some(Action::Batch { namespace }),
             _ => None,
         }
     }
+}
+
+/// Match the segments after `/list/` against a listable collection's list
+/// route (its storage path without the last segment); the decoded
+/// parameters on success. A one-segment storage path lists at `/list/`
+/// exactly.
+fn list_params(c: &CollectionConfig, rest: &[&str]) -> Option<Vec<(String, String)>> {
+    let route = &c.route_segments()[..list::route_len(c)];
+    let raw: &[&str] = match (route.is_empty(), rest) {
+        (true, [""]) => &[],
+        (true, _) => return None,
+        (false, r) => r,
+    };
+    if raw.len() != route.len() || !route.iter().zip(raw).all(|(s, r)| s.matches(r)) {
+        return None;
+    }
+    Some(
+        route
+            .iter()
+            .zip(raw)
+            .filter_map(|(s, r)| match s {
+                Segment::Param(name) => Some((name.clone(), decode_param(r))),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// Hono's parameter decoding: each run of `%XX` escapes is decoded as UTF-8

@@ -182,6 +182,9 @@ async fn serve_with<H: Handler>(
                     Ok((stream, peer)) => {
                         if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
                             log::warn!("connection cap reached; closing connection from {peer}");
+                            if let Some(m) = &shared.config.metrics {
+                                m.http.connection_rejected();
+                            }
                             drop(stream);
                             continue;
                         }

@@ -4,9 +4,10 @@
 //! auth resolver, [`crate::sync`] and the store together, and turns results
 //! into responses through [`super::response`].
 
+use super::client_ip::{client_ip, TrustedProxies};
 use super::response::{self, json_ok, json_status, not_found};
 use super::router::{query_param, Action, Router, Target};
-use super::{take_body_bytes, BoxFuture, Handler, Request, Response};
+use super::{take_body_bytes, BoxFuture, Handler, PeerAddr, Request, Response};
 use crate::auth::roles::{effective_roles, Access};
 use crate::auth::{normalize_host, Auth, AuthError, AuthRequest, HeaderLookup, Resolver};
 use crate::config::{CollectionConfig, SyncConfig};
@@ -15,7 +16,9 @@ use crate::proto::json::{Object, Value};
 use crate::proto::scope;
 use crate::store::Store;
 use crate::sync::batch::{self, BatchOptions};
-use crate::sync::{doc, keys, locks::KeyLocks, push, SyncError};
+use crate::sync::config_endpoint::{self, ConfigEndpoint};
+use crate::sync::rate_limit::{self, Caller, RateAction, RateLimits};
+use crate::sync::{doc, keys, list, locks::KeyLocks, push, ttl, SyncError};
 use http_types::StatusCode;
 use std::sync::Arc;
 
@@ -53,6 +56,13 @@ pub struct ServiceOptions {
     /// Run store calls on the blocking thread pool (needed for the
     /// filesystem store; the memory store never blocks).
     pub blocking_store: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: TrustedProxies,
+    /// Buckets per rate-limit counter (`--rate-limit-buckets`).
+    pub rate_limit_buckets: usize,
+    /// `GET /config` (`--config-endpoint`); `None`: 404 like the official
+    /// default.
+    pub config_endpoint: Option<ConfigEndpoint>,
 }
 
 impl Default for ServiceOptions {
@@ -62,6 +72,9 @@ impl Default for ServiceOptions {
             max_collections_per_batch: batch::DEFAULT_MAX_COLLECTIONS_PER_BATCH,
             batch: BatchOptions::default(),
             blocking_store: false,
+            trusted_proxies: TrustedProxies::default(),
+            rate_limit_buckets: rate_limit::DEFAULT_MAX_BUCKETS,
+            config_endpoint: None,
         }
     }
 }
@@ -72,6 +85,7 @@ pub struct Service {
     store: Arc<dyn Store>,
     resolver: Arc<dyn Resolver>,
     locks: Arc<KeyLocks>,
+    rate_limits: RateLimits,
     options: ServiceOptions,
     clock: fn() -> i64,
     plugins: Vec<Arc<dyn Plugin>>,
@@ -120,6 +134,7 @@ impl Service {
         options: ServiceOptions,
     ) -> Self {
         Service {
+            rate_limits: RateLimits::from_config(&config, options.rate_limit_buckets),
             router: Router::new(config, &options.base_path),
             store,
             resolver,
@@ -197,6 +212,8 @@ impl Service {
                 o.insert("ts", Value::Number(ctx.now as f64));
                 Ok(json_ok(&Value::Object(o)))
             }
+            Action::Config => Ok(self.config_endpoint(&ctx)),
+            Action::List(t) => self.list(&ctx, &t).await,
             Action::Pull(t) => self.pull(&ctx, &t).await,
             Action::Push(t) => self.push(&ctx, &t, None).await,
             Action::BundlePush(t) => {
@@ -278,9 +295,88 @@ impl Service {
         Ok(Some(auth))
     }
 
+    /// The client address of a request (see [`super::client_ip`]); `None`
+    /// when the request did not come through our HTTP layer.
+    pub fn client_ip(&self, req: &Request) -> Option<std::net::IpAddr> {
+        let peer = req.ext().get::<PeerAddr>()?.0.ip();
+        let forwarded: Vec<&str> = match req.header("x-forwarded-for") {
+            Some(values) if !self.options.trusted_proxies.is_empty() => {
+                values.iter().map(|v| v.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        Some(client_ip(peer, forwarded, &self.options.trusted_proxies))
+    }
+
+    /// Count the request against the collection's rate limit for `action`
+    /// (`429 {"error":"Rate limit exceeded"}` when over). Every route that
+    /// performs a push, pull or list of a collection calls this once, at
+    /// the official point (after the access check).
+    fn rate_check(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &Target<'_>,
+        action: RateAction,
+        auth: Option<&Auth>,
+    ) -> Result<(), Failure> {
+        let name = t.collection.name.as_str();
+        if !self.rate_limits.applies(t.namespace, name, action) {
+            return Ok(());
+        }
+        let caller = Caller {
+            identity: auth.map(|a| a.identity.as_str()),
+            ip: self.client_ip(ctx.req),
+        };
+        self.rate_limits
+            .check(t.namespace, name, action, &caller, ctx.now)
+            .map_err(|e| Failure::Sync(e.into()))
+    }
+
+    /// `GET /config`.
+    fn config_endpoint(&self, ctx: &Ctx<'_>) -> Response {
+        let Some(mode) = self.options.config_endpoint else {
+            return not_found();
+        };
+        let roles = match mode {
+            ConfigEndpoint::Public => Vec::new(),
+            ConfigEndpoint::RoleFiltered => {
+                let headers = Headers(ctx.req);
+                match self
+                    .resolver
+                    .resolve(&self.auth_request(ctx, &headers, None))
+                {
+                    Ok(a) => a.roles,
+                    Err(e) => {
+                        log::info!(
+                            "/config: the resolver refused the caller ({e}); no collections shown"
+                        );
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        json_ok(&config_endpoint::answer(self.router.config(), mode, &roles))
+    }
+
+    /// `GET /list/...` of a `listable` collection.
+    async fn list(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
+        check_params(t)?;
+        let auth = self.check_auth(ctx, t, false)?;
+        self.rate_check(ctx, t, RateAction::List, auth.as_ref())?;
+        let limit = list::parse_limit(ctx.query("limit").as_deref())?;
+        let prefix = list::list_prefix(t.collection, &t.params);
+        let after = ctx.query("after");
+        let body = self
+            .store_op(move |s| list::run(s, &prefix, after.as_deref(), limit))
+            .await
+            .map_err(SyncError::from)?;
+        Ok(json_ok(&body))
+    }
+
     async fn pull(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
         check_params(t)?;
         let auth = self.check_auth(ctx, t, false)?;
+        self.rate_check(ctx, t, RateAction::Pull, auth.as_ref())?;
         let col = t.collection;
         for p in &self.plugins {
             if let Some(res) = decision_response(p.before_pull(&col.name).await) {
@@ -304,10 +400,11 @@ impl Service {
         };
         let want_keyring = with_keyring && keyring_allowed;
         let now = ctx.now;
+        let has_ttl = ttl::ttl_ms(col).is_some();
         let (fast, doc, keyring) = self
             .store_op(move |s| {
                 let raw = s.get(&key)?;
-                if !want_keyring {
+                if !want_keyring && !has_ttl {
                     if let Some(spliced) =
                         raw.as_deref().and_then(|r| doc::splice_pull_answer(r, now))
                     {
@@ -338,6 +435,11 @@ impl Service {
             doc::Read::Doc(d) => Some(d),
             _ => None,
         };
+        if let Some(body) = ttl::expired_pull_answer(col, doc.as_ref(), ctx.now) {
+            let mut res = json_ok(&body);
+            add_cache_control(&mut res, col);
+            return Ok(res);
+        }
         let keyring = keyring.map(|k| match k {
             Some(doc::Read::Doc(d)) => Some(d),
             _ => None,
@@ -412,6 +514,7 @@ impl Service {
             return Err(SyncError::InvalidPathParameter.into());
         }
         push::check_content_length(ctx.header("content-length"), col.max_body_bytes)?;
+        self.rate_check(ctx, t, RateAction::Push, auth.as_ref())?;
         if col.is_binary() && member.is_none() {
             return self.binary_push(ctx, col, key).await;
         }

@@ -9,6 +9,7 @@
 
 use super::config::{RemoteConfig, WriteMode};
 use crate::http::BoxFuture;
+use crate::metrics::{Metrics, SyncResult};
 use crate::proto::json::{self, Object, Value};
 use crate::proto::merge::deep_merge;
 use crate::proto::sanitize::deep_sanitize;
@@ -92,6 +93,8 @@ pub enum SyncOutcome {
     PrimaryEmpty,
     /// Nothing new since the last sync (or the local hash already matches).
     Unchanged,
+    /// The primary answered `304 Not Modified` to our `If-None-Match`.
+    NotModified,
     /// The local document was written; its new hash.
     Written(String),
 }
@@ -144,6 +147,7 @@ pub struct ReplicaManager {
     clock: fn() -> i64,
     kick: async_channel::Sender<String>,
     kicks: async_channel::Receiver<String>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ReplicaManager {
@@ -171,7 +175,16 @@ impl ReplicaManager {
             clock: crate::http::service::now_ms,
             kick,
             kicks,
+            metrics: None,
         }
+    }
+
+    /// Count every sync (ok / failed / not modified) per collection into
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        metrics.register_replica_collections(self.remotes.iter().map(|r| r.name.as_str()));
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The replicated collection `name`, if any.
@@ -205,6 +218,19 @@ impl ReplicaManager {
 
     /// `syncNow`: one sync, errors returned.
     pub async fn sync_now(&self, name: &str) -> Result<SyncOutcome, ReplicaError> {
+        let result = self.sync_once(name).await;
+        if let Some(m) = &self.metrics {
+            match &result {
+                Ok(SyncOutcome::Skipped) | Err(ReplicaError::UnknownCollection(_)) => {}
+                Ok(SyncOutcome::NotModified) => m.replica_sync(name, SyncResult::NotModified),
+                Ok(_) => m.replica_sync(name, SyncResult::Ok),
+                Err(_) => m.replica_sync(name, SyncResult::Failed),
+            }
+        }
+        result
+    }
+
+    async fn sync_once(&self, name: &str) -> Result<SyncOutcome, ReplicaError> {
         let remote = self
             .remote(name)
             .ok_or_else(|| ReplicaError::UnknownCollection(name.to_owned()))?;
@@ -223,7 +249,7 @@ impl ReplicaManager {
             .await
             .map_err(ReplicaError::Transport)?;
         if resp.status == 304 {
-            return Ok(SyncOutcome::Unchanged);
+            return Ok(SyncOutcome::NotModified);
         }
         if !(200..300).contains(&resp.status) {
             return Err(ReplicaError::Status(resp.status));

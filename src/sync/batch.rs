@@ -1,7 +1,7 @@
 //! Batch pull (wire.md §7): many documents of one scope in one request,
 //! with per-entry errors.
 
-use super::{doc, keys};
+use super::{doc, keys, ttl};
 use crate::auth::{roles::Access, Auth, ROLE_SELF};
 use crate::config::CollectionConfig;
 use crate::proto::{
@@ -230,7 +230,13 @@ fn entry(
         return error_entry("Forbidden");
     }
     match doc::read(store, &key) {
-        Ok(doc::Read::Doc(d)) => doc::entry_answer(Some(&d), Some(now_ms)),
+        Ok(doc::Read::Doc(mut d)) => {
+            if ttl::doc_expired(col, &d, now_ms) {
+                // As the official batch: empty data, the stored hash kept.
+                d.data = Value::Object(Object::new());
+            }
+            doc::entry_answer(Some(&d), Some(now_ms))
+        }
         Ok(_) => doc::entry_answer(None, Some(now_ms)),
         Err(e) => {
             log::error!("batch read of {key:?} failed: {e}");

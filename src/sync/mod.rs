@@ -10,13 +10,22 @@
 //! | [`locks`] | per-key write serialisation |
 //! | [`keys`] | path-parameter and document-key safety checks |
 //! | [`batch`] | batch pull: query validation, per-entry resolution |
+//! | [`rate_limit`] | `rateLimit`: per-collection, per-action counters with bounded bucket tables |
+//! | [`list`] | `listable`: the `GET /list/...` answer (prefix, paging) |
+//! | [`ttl`] | `ttlMs`: expiry on read and the sweep that removes expired documents |
+//! | [`config_endpoint`] | `GET /config`: the client view of the config |
 
 pub mod batch;
+pub mod config_endpoint;
 pub mod doc;
 pub mod keys;
+pub mod list;
 pub mod locks;
 pub mod push;
+pub mod rate_limit;
+pub mod ttl;
 
+use crate::proto::json::Value;
 use crate::store::{Store, StoreError};
 use std::fmt;
 use std::sync::Arc;
@@ -33,6 +42,45 @@ pub async fn store_call<T: Send + 'static>(
         blocking::unblock(move || f(&*store)).await
     } else {
         f(&**store)
+    }
+}
+
+/// JavaScript `Number(v)` for a config value the official server uses
+/// without validating it (hexadecimal and binary string forms, which
+/// configs never hold, read as NaN here).
+pub(crate) fn js_to_number(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => *n,
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Null => 0.0,
+        Value::String(s) => {
+            let s = s.to_string_lossy();
+            match crate::proto::encoding::js_trim(&s) {
+                "" => 0.0,
+                "Infinity" | "+Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                t if t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b)) =>
+                {
+                    t.parse().unwrap_or(f64::NAN)
+                }
+                _ => f64::NAN,
+            }
+        }
+        Value::Array(a) => match a.as_slice() {
+            [] => 0.0,
+            [one @ (Value::Number(_) | Value::String(_) | Value::Bool(_) | Value::Null)] => {
+                match one {
+                    // `[null]` and `[true]` stringify to "" and "true".
+                    Value::Null => 0.0,
+                    Value::Bool(_) => f64::NAN,
+                    other => js_to_number(other),
+                }
+            }
+            _ => f64::NAN,
+        },
+        Value::Object(_) => f64::NAN,
     }
 }
 
@@ -59,6 +107,10 @@ pub enum SyncError {
     AuthorBadSignature,
     HashMismatch,
     Forbidden,
+    /// A rate limit refused the request (429).
+    RateLimited,
+    /// `GET /list/...` with a `limit` that is not a positive integer.
+    InvalidListLimit,
     BinaryUnsupported,
     /// The store failed: a plain-text 500.
     Store(StoreError),
@@ -74,9 +126,11 @@ impl SyncError {
             | BodyTooDeep
             | MissingData
             | BadBaseHash
-            | AuthorProofIncomplete => 400,
+            | AuthorProofIncomplete
+            | InvalidListLimit => 400,
             AuthorNotPresenter | AuthorBadSignature | Forbidden => 403,
             HashMismatch => 409,
+            RateLimited => 429,
             PayloadTooLarge => 413,
             JsonContentTypeRequired | MimeNotAllowed { .. } => 415,
             BinaryUnsupported => 501,
@@ -110,6 +164,8 @@ impl SyncError {
                 AuthorBadSignature => "invalid document author signature",
                 HashMismatch => "hash_mismatch",
                 Forbidden => "Forbidden",
+                RateLimited => rate_limit::RateLimited::MESSAGE,
+                InvalidListLimit => "Invalid limit parameter",
                 BinaryUnsupported => "Store does not support binary operations",
                 Store(_) => return None,
             }
@@ -130,8 +186,35 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
+impl From<rate_limit::RateLimited> for SyncError {
+    fn from(_: rate_limit::RateLimited) -> Self {
+        SyncError::RateLimited
+    }
+}
+
 impl From<StoreError> for SyncError {
     fn from(e: StoreError) -> Self {
         SyncError::Store(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::js_to_number;
+    use crate::proto::json::Value;
+
+    #[test]
+    fn numbers_read_like_javascript() {
+        assert_eq!(js_to_number(&Value::from("250")), 250.0);
+        assert_eq!(js_to_number(&Value::from(" 1e3 ")), 1000.0);
+        assert_eq!(js_to_number(&Value::from("")), 0.0);
+        assert_eq!(js_to_number(&Value::from("-5")), -5.0);
+        assert!(js_to_number(&Value::from("ten")).is_nan());
+        assert!(js_to_number(&Value::from("inf")).is_nan());
+        assert_eq!(js_to_number(&Value::Bool(true)), 1.0);
+        assert_eq!(js_to_number(&Value::Array(vec![Value::from("7")])), 7.0);
+        assert_eq!(js_to_number(&Value::Array(vec![])), 0.0);
+        assert!(js_to_number(&Value::Array(vec![Value::Number(1.0), Value::Number(2.0)])).is_nan());
+        assert!(js_to_number(&Value::Object(Default::default())).is_nan());
     }
 }

@@ -56,6 +56,8 @@ pub struct Setup {
     pub tls: Option<(PathBuf, PathBuf, String)>,
     /// Limits and deadlines of the HTTP layer.
     pub http: ServerConfig,
+    /// Any other server option (`--trusted-proxy`, `--config-endpoint`, ...).
+    pub tweak: fn(&mut ServeOptions),
 }
 
 /// A throw-away CA and a server certificate it signs, as PEM files in a
@@ -122,7 +124,13 @@ impl Setup {
                 shutdown_grace: Duration::from_millis(200),
                 ..ServerConfig::default()
             },
+            tweak: |_| {},
         }
+    }
+    /// Adjust the server options before start.
+    pub fn tweak(mut self, f: fn(&mut ServeOptions)) -> Self {
+        self.tweak = f;
+        self
     }
     pub fn tls(mut self, certs: &TlsCerts) -> Self {
         self.tls = Some((certs.cert.clone(), certs.key.clone(), certs.ca_pem.clone()));
@@ -180,7 +188,7 @@ impl TestServer {
             std::fs::write(&p, text).expect("write replica settings");
             p
         });
-        let opts = ServeOptions {
+        let mut opts = ServeOptions {
             config: Some(config_path),
             listen: SocketAddr::from(([127, 0, 0, 1], setup.port)),
             store: StoreChoice::Dir(data_dir.clone()),
@@ -190,14 +198,15 @@ impl TestServer {
                 ..CapResolverConfig::default()
             },
             http: setup.http.clone(),
-            max_body_bytes: None,
             threads: 2,
             replica,
             tls: setup.tls.as_ref().map(|(cert, key, _)| TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
             }),
+            ..ServeOptions::default()
         };
+        (setup.tweak)(&mut opts);
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
         #[cfg(feature = "tls")]

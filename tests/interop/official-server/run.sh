@@ -3,7 +3,9 @@
 #  1. the Rust client (`examples/official_interop.rs`) against the official
 #     server on our default config;
 #  2. our replica (`examples/replica_interop.rs`) replicating from the official
-#     server on replica-primary.json with anonymous access off.
+#     server on replica-primary.json with anonymous access off;
+#  3. CORS and security headers on the wire, the official server's
+#     middleware against our release binary's flags (`web_parity.mjs`).
 # Installs the Node dependencies from package-lock.json, starts each server
 # on a free port, runs the check, stops the server. Exit status: non-zero on
 # any failed check, or 1 if a server cannot be installed or started.
@@ -14,16 +16,23 @@ root=$(cd "$here/../../.." && pwd)
 cd "$here"
 npm ci --no-audit --no-fund --silent
 
-pids=""
 logs=""
-trap 'for p in $pids; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -f $logs' EXIT INT TERM
+# start_server runs in a command substitution (a subshell), so it leaves
+# each server's pid in LOGFILE.pid for this trap to stop.
+stop_servers() {
+  for l in $logs; do
+    if [ -f "$l.pid" ]; then kill "$(cat "$l.pid")" 2>/dev/null || true; rm -f "$l.pid"; fi
+    rm -f "$l"
+  done
+}
+trap stop_servers EXIT INT TERM
 
 # start_server LOGFILE [ENV=VALUE ...]: start server.mjs, print its port.
 start_server() {
   log=$1; shift
   env PORT=0 "$@" node "$here/server.mjs" >"$log" 2>&1 &
   pid=$!
-  pids="$pids $pid"
+  echo "$pid" >"$log.pid"
   i=0
   while [ $i -lt 150 ]; do
     port=$(sed -n 's/^LISTENING //p' "$log")
@@ -46,3 +55,7 @@ echo "official server (starfish-server 3.0.0-alpha.65) on 127.0.0.1:$port"
 port2=$(start_server "$log2" STARFISH_CONFIG="$here/replica-primary.json" STARFISH_NO_ANONYMOUS=1)
 echo "official server as replica primary (anonymous off) on 127.0.0.1:$port2"
 (cd "$root" && cargo run --quiet --example replica_interop -- "http://127.0.0.1:$port2/v1")
+
+echo "CORS and security headers: the official server's middleware against our flags"
+(cd "$root" && cargo build --quiet --release --bin starfish)
+STARFISH_BIN="$root/target/release/starfish" node "$here/web_parity.mjs"

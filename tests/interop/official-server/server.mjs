@@ -5,7 +5,9 @@
 //   PORT=0 node server.mjs        # prints "LISTENING <port>" once ready
 //
 // Env: PORT (default 0 = any free port), STARFISH_CONFIG (config file path),
-// STARFISH_NO_ANONYMOUS=1 (refuse unsigned requests to non-public collections).
+// STARFISH_NO_ANONYMOUS=1 (refuse unsigned requests to non-public collections),
+// STARFISH_CORS / STARFISH_SECURITY_HEADERS (JSON for the router's `cors` /
+// `securityHeaders` options), STARFISH_REQUEST_TIMEOUT_MS (`requestTimeoutMs`).
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
@@ -32,6 +34,9 @@ const router = createSyncRouter({
     revocationStore: createInMemoryRevocationStore(),
     allowAnonymous: process.env.STARFISH_NO_ANONYMOUS !== "1",
   }),
+  cors: JSON.parse(process.env.STARFISH_CORS ?? "false"),
+  securityHeaders: JSON.parse(process.env.STARFISH_SECURITY_HEADERS ?? "false"),
+  requestTimeoutMs: Number(process.env.STARFISH_REQUEST_TIMEOUT_MS ?? 0),
 });
 
 const app = new Hono();

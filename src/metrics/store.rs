@@ -1,0 +1,84 @@
+//! [`MeteredStore`]: a [`Store`] that times every call of the store it wraps
+//! and counts its errors, by operation. Used only when metrics are on.
+
+use super::{Metrics, StoreOp};
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Wraps a store; every call is timed into [`Metrics::store`].
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+
+    fn timed<T>(
+        &self,
+        op: StoreOp,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let start = Instant::now();
+        let r = f(&*self.inner);
+        self.metrics.store.record(op, start.elapsed(), r.is_err());
+        r
+    }
+}
+
+impl Store for MeteredStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.timed(StoreOp::Get, |s| s.get(key))
+    }
+
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.timed(StoreOp::Put, |s| s.put(key, value))
+    }
+
+    fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        self.timed(StoreOp::GetBytes, |s| s.get_bytes(key))
+    }
+
+    fn put_bytes(&self, key: &str, bytes: &[u8], media_type: &str) -> Result<(), StoreError> {
+        self.timed(StoreOp::PutBytes, |s| s.put_bytes(key, bytes, media_type))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.timed(StoreOp::Delete, |s| s.delete(key))
+    }
+
+    fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.timed(StoreOp::ListKeys, |s| {
+            s.list_keys(prefix, start_after, limit)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn calls_and_errors_are_counted_by_operation() {
+        let m = Arc::new(Metrics::new());
+        let s = MeteredStore::new(Arc::new(MemoryStore::new()), m.clone());
+        s.put("a/b", b"{}").unwrap();
+        assert_eq!(s.get("a/b").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert!(s.get("../x").is_err());
+        assert_eq!(m.store.calls(StoreOp::Put), 1);
+        assert_eq!(m.store.calls(StoreOp::Get), 2);
+        let text = m.render();
+        assert!(text.contains("starfish_store_operation_errors_total{op=\"get\"} 1\n"));
+        assert!(text.contains("starfish_store_operation_errors_total{op=\"put\"} 0\n"));
+        assert!(text.contains("starfish_store_operation_duration_seconds_count{op=\"get\"} 2\n"));
+    }
+}
