@@ -30,6 +30,23 @@ const CONFIG: &str = r#"{"version":1,"collections":[
 
 const HEALTH: &[u8] = b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
+/// `GET /v1/health` answered 200 `{"ok":true,"ts":...}`.
+trait Healthy {
+    fn assert_healthy(&self);
+}
+
+impl Healthy for common::Resp {
+    fn assert_healthy(&self) {
+        assert_eq!(self.status, 200, "{}", self.text());
+        assert_eq!(
+            self.json()["ok"],
+            serde_json::json!(true),
+            "{}",
+            self.text()
+        );
+    }
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_starfish"))
 }
@@ -54,7 +71,7 @@ fn serves_https_with_rsa_ecdsa_and_ed25519_keys() {
         };
         assert!(key.starts_with(label), "{kind:?} key PEM: {key}");
         let srv = Setup::new(CONFIG).tls(&certs).start();
-        srv.get("/v1/health").assert_json(200, r#"{"ok":true}"#);
+        srv.get("/v1/health").assert_healthy();
         let r = srv.post_json(
             "/v1/push/public/notes/a",
             r#"{"data":{"k":"v"},"baseHash":null}"#,
@@ -67,7 +84,7 @@ fn serves_https_with_rsa_ecdsa_and_ed25519_keys() {
         let mut s = tls_io::connect(srv.addr, &config, "localhost");
         assert_eq!(tls_io::peer_leaf(&s), certs.leaf_der);
         for _ in 0..3 {
-            tls_io::exchange(&mut s, HEALTH).assert_json(200, r#"{"ok":true}"#);
+            tls_io::exchange(&mut s, HEALTH).assert_healthy();
         }
     }
 }
@@ -124,7 +141,7 @@ fn hostile_tls_input_is_closed_within_the_handshake_deadline() {
     assert!(!got.starts_with(b"HTTP/"), "{got:?}");
 
     // Meanwhile real clients are served.
-    srv.get("/v1/health").assert_json(200, r#"{"ok":true}"#);
+    srv.get("/v1/health").assert_healthy();
 
     for (what, t) in [("silent", silent), ("partial ClientHello", partial)] {
         let (took, got) = t.join().unwrap();
@@ -136,7 +153,7 @@ fn hostile_tls_input_is_closed_within_the_handshake_deadline() {
         assert!(!got.starts_with(b"HTTP/"), "{what}: {got:?}");
     }
     // Nothing broke: the server keeps serving.
-    srv.get("/v1/health").assert_json(200, r#"{"ok":true}"#);
+    srv.get("/v1/health").assert_healthy();
     let r = srv.post_json(
         "/v1/push/public/notes/after",
         r#"{"data":{"ok":1},"baseHash":null}"#,
@@ -180,9 +197,33 @@ impl Log {
     }
 }
 
+/// A child process that is killed and reaped when dropped, so a failing
+/// test leaves no server behind.
+struct Running(std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `starfish serve` over TLS on an ephemeral port: the child, its port and log.
-fn start_binary(certs: &TlsCerts, extra: &[&str]) -> (std::process::Child, u16, Log) {
-    let mut child = bin()
+fn start_binary(certs: &TlsCerts, extra: &[&str]) -> (Running, u16, Log) {
+    let child = bin()
         .args([
             "serve",
             "--memory",
@@ -196,9 +237,11 @@ fn start_binary(certs: &TlsCerts, extra: &[&str]) -> (std::process::Child, u16, 
         .arg("--tls-key")
         .arg(&certs.key)
         .args(extra)
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = Running(child);
     let log = Log::new(child.stderr.take().unwrap());
     let text = log.wait_for("listening on https://127.0.0.1:", 1);
     let port = text
@@ -221,7 +264,7 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
 
     let mut old = tls_io::connect(addr, &config, "127.0.0.1");
     assert_eq!(tls_io::peer_leaf(&old), first.der);
-    tls_io::exchange(&mut old, HEALTH).assert_json(200, r#"{"ok":true}"#);
+    tls_io::exchange(&mut old, HEALTH).assert_healthy();
 
     // Renewal: a new key (another type, even) and certificate in the same files.
     let second = ca.leaf(&["127.0.0.1"], KeyKind::Ed25519, Validity::Current);
@@ -230,22 +273,24 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     signal(child.id(), "-HUP");
     log.wait_for("reloaded TLS certificate", 1);
 
-    let mut new = tls_io::connect(addr, &config, "127.0.0.1");
+    // A fresh client (no session to resume: a resumed TLS session would
+    // not be shown a certificate at all).
+    let mut new = tls_io::connect(addr, &tls_io::client_config(&ca.pem), "127.0.0.1");
     assert_eq!(
         tls_io::peer_leaf(&new),
         second.der,
         "new handshakes get the new certificate"
     );
-    tls_io::exchange(&mut new, HEALTH).assert_json(200, r#"{"ok":true}"#);
+    tls_io::exchange(&mut new, HEALTH).assert_healthy();
     // The connection made before the reload was not dropped.
-    tls_io::exchange(&mut old, HEALTH).assert_json(200, r#"{"ok":true}"#);
+    tls_io::exchange(&mut old, HEALTH).assert_healthy();
     assert_eq!(tls_io::peer_leaf(&old), first.der);
 
     // A broken certificate file: logged, and the current certificate stays.
     std::fs::write(&certs.cert, "not a certificate").unwrap();
     signal(child.id(), "-HUP");
     log.wait_for("keeping the current TLS certificate", 1);
-    let s = tls_io::connect(addr, &config, "127.0.0.1");
+    let s = tls_io::connect(addr, &tls_io::client_config(&ca.pem), "127.0.0.1");
     assert_eq!(tls_io::peer_leaf(&s), second.der);
     assert!(
         child.try_wait().unwrap().is_none(),
