@@ -373,6 +373,8 @@ impl Server {
         self.run_until(async move {
             use futures_lite::StreamExt;
             let mut signals = signals;
+            // Loops only with the `tls` feature (SIGHUP reloads, then waits on).
+            #[cfg_attr(not(feature = "tls"), allow(clippy::never_loop))]
             loop {
                 match signals.next().await {
                     #[cfg(feature = "tls")]

@@ -139,12 +139,7 @@ fn an_untrusted_https_primary_is_treated_as_unreachable() {
 /// Every write mode of a replica against its primary.
 fn write_modes(primary: &TestServer, replica: &TestServer) {
     // pull_only + scheduled: the replica follows the primary.
-    let h1 = hash_of(&push(
-        &primary,
-        "primary/news",
-        r#"{"title":"first"}"#,
-        None,
-    ));
+    let h1 = hash_of(&push(primary, "primary/news", r#"{"title":"first"}"#, None));
     eventually("news replicated", || {
         hash_of(&replica.get("/v1/pull/replica/news")) == h1
     });
@@ -153,7 +148,7 @@ fn write_modes(primary: &TestServer, replica: &TestServer) {
         serde_json::json!({"title":"first"})
     );
     let h2 = hash_of(&push(
-        &primary,
+        primary,
         "primary/news",
         r#"{"title":"second"}"#,
         Some(&h1),
@@ -161,11 +156,11 @@ fn write_modes(primary: &TestServer, replica: &TestServer) {
     eventually("news update replicated", || {
         hash_of(&replica.get("/v1/pull/replica/news")) == h2
     });
-    push(&replica, "replica/news", r#"{"x":1}"#, Some(&h2))
+    push(replica, "replica/news", r#"{"x":1}"#, Some(&h2))
         .assert_error(405, "This collection is read-only on this server");
 
     // push_through: the push is relayed to the primary, its answer relayed back.
-    let r = push(&replica, "replica/wiki", r#"{"page":"home"}"#, None);
+    let r = push(replica, "replica/wiki", r#"{"page":"home"}"#, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let wh = hash_of(&r);
     assert_eq!(
@@ -176,19 +171,14 @@ fn write_modes(primary: &TestServer, replica: &TestServer) {
     eventually("background resync after push-through", || {
         hash_of(&replica.get("/v1/pull/replica/wiki")) == wh
     });
-    push(
-        &replica,
-        "replica/wiki",
-        r#"{"page":"stale"}"#,
-        Some("nope"),
-    )
-    .assert_json(409, r#"{"error":"hash_mismatch"}"#);
+    push(replica, "replica/wiki", r#"{"page":"stale"}"#, Some("nope"))
+        .assert_json(409, r#"{"error":"hash_mismatch"}"#);
     // The primary's validation errors come back as "Primary returned <status>".
     let bad = replica.post_json("/v1/push/replica/wiki", "not json");
     bad.assert_error(400, "Primary returned 400");
 
     // on_pull: a client pull syncs first.
-    let fh = hash_of(&push(&primary, "primary/feed", r#"{"item":1}"#, None));
+    let fh = hash_of(&push(primary, "primary/feed", r#"{"item":1}"#, None));
     assert_eq!(
         hash_of(&replica.get("/v1/pull/replica/feed")),
         fh,
@@ -196,12 +186,12 @@ fn write_modes(primary: &TestServer, replica: &TestServer) {
     );
 
     // bidirectional: local writes stay local; primary changes merge in, primary wins.
-    let nh = hash_of(&push(&primary, "primary/notes", r#"{"shared":"p1"}"#, None));
+    let nh = hash_of(&push(primary, "primary/notes", r#"{"shared":"p1"}"#, None));
     eventually("notes replicated", || {
         hash_of(&replica.get("/v1/pull/replica/notes")) == nh
     });
     let local = push(
-        &replica,
+        replica,
         "replica/notes",
         r#"{"shared":"local","mine":true}"#,
         Some(&nh),
@@ -213,7 +203,7 @@ fn write_modes(primary: &TestServer, replica: &TestServer) {
         "local writes are never forwarded"
     );
     push(
-        &primary,
+        primary,
         "primary/notes",
         r#"{"shared":"p2","extra":1}"#,
         Some(&nh),
@@ -228,14 +218,14 @@ fn write_modes(primary: &TestServer, replica: &TestServer) {
         .get("/v1/pull/replica/drop")
         .assert_error(405, "This collection is write-only on this server");
     assert_eq!(
-        push(&replica, "replica/drop", r#"{"d":1}"#, None).status,
+        push(replica, "replica/drop", r#"{"d":1}"#, None).status,
         200
     );
     assert_eq!(hash_of(&primary.get("/v1/pull/primary/drop")), "");
 
     // A collection without remote settings is an ordinary local collection.
     assert_eq!(
-        push(&replica, "replica/local/a", r#"{"l":1}"#, None).status,
+        push(replica, "replica/local/a", r#"{"l":1}"#, None).status,
         200
     );
 
