@@ -42,6 +42,13 @@ Options for serve:
   --config-endpoint MODE  serve GET /config: public | role-filtered (default: off)
   --ttl-sweep-ms N        remove documents past their collection's ttlMs every
                           N ms (default 60000; 0: never, as the official server)
+  --max-store-bytes N     refuse writes (507 {\"error\":\"Insufficient storage\"})
+                          that would grow the stored values above N bytes
+                          (default: no limit)
+  --max-documents N       refuse writes (507) that would store more than N
+                          documents and binary values (default: no limit)
+  --min-free-bytes N      refuse writes (507) that would leave less than N bytes
+                          free on the data directory's filesystem (default: off)
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --nonce-per-signer N    live nonces per signing key (default 4096)
@@ -158,6 +165,9 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
                 let ms: u64 = number(&mut args, &a)?;
                 opts.ttl_sweep = (ms > 0).then(|| std::time::Duration::from_millis(ms));
             }
+            "--max-store-bytes" => opts.quota.max_bytes = Some(number(&mut args, &a)?),
+            "--max-documents" => opts.quota.max_documents = Some(number(&mut args, &a)?),
+            "--min-free-bytes" => opts.quota.min_free_bytes = Some(number(&mut args, &a)?),
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,

@@ -17,6 +17,7 @@ use crate::http::service::{Service, ServiceOptions};
 use crate::http::{serve_on, Handler, Middleware, ServerConfig};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
+use crate::store::quota::{self, QuotaLimits, QuotaStore};
 use crate::store::{FsStore, MemoryStore, Store, StoreError};
 use crate::sync::config_endpoint::ConfigEndpoint;
 use crate::sync::rate_limit::DEFAULT_MAX_BUCKETS;
@@ -79,6 +80,9 @@ pub struct ServeOptions {
     /// How often expired `ttlMs` documents are removed (`--ttl-sweep-ms`);
     /// `None` never removes them (the official behaviour).
     pub ttl_sweep: Option<std::time::Duration>,
+    /// Storage quotas and the free-disk floor (`--max-store-bytes`,
+    /// `--max-documents`, `--min-free-bytes`); all off by default.
+    pub quota: QuotaLimits,
 }
 
 /// What ends a listener's `serve_on` (one type for the main and the
@@ -123,6 +127,7 @@ impl Default for ServeOptions {
             rate_limit_buckets: DEFAULT_MAX_BUCKETS,
             config_endpoint: None,
             ttl_sweep: Some(DEFAULT_SWEEP_INTERVAL),
+            quota: QuotaLimits::default(),
         }
     }
 }
@@ -208,6 +213,9 @@ impl Server {
         for w in &loaded.warnings {
             log::warn!("[Starfish] config warning: {w}");
         }
+        if let Some(w) = crate::sync::append::persist_false_warning(&loaded.config) {
+            log::warn!("{w}");
+        }
         let config = Arc::new(loaded.config);
         let (store, blocking, store_desc): (Arc<dyn Store>, bool, String) = match &opts.store {
             StoreChoice::Memory => (Arc::new(MemoryStore::new()), false, "memory".into()),
@@ -226,6 +234,7 @@ impl Server {
             Some(m) => Arc::new(MeteredStore::new(store, m.clone())),
             None => store,
         };
+        let store = with_quota(store, &opts.store, opts.quota)?;
         let mut http = opts.http.clone();
         http.max_body_bytes = opts
             .max_body_bytes
@@ -593,6 +602,68 @@ fn register_auth_gauges(metrics: &Metrics, resolver: &Arc<CapResolver>) {
         "Verified cap-certs remembered.",
         move || r.cap_cache_len() as u64,
     );
+}
+
+/// Log the data directory's free space, and wrap the store in a
+/// [`QuotaStore`] when a limit is set (measuring what is stored).
+fn with_quota(
+    store: Arc<dyn Store>,
+    choice: &StoreChoice,
+    limits: QuotaLimits,
+) -> Result<Arc<dyn Store>, ServeError> {
+    let dir = match choice {
+        StoreChoice::Dir(d) => Some(d.as_path()),
+        StoreChoice::Memory => None,
+    };
+    if let Some(dir) = dir {
+        match quota::disk_space(dir) {
+            Ok(d) => log::info!(
+                "data directory {}: {} free of {}",
+                dir.display(),
+                human_bytes(d.available),
+                human_bytes(d.total)
+            ),
+            Err(e) => log::warn!("data directory {}: free space unknown: {e}", dir.display()),
+        }
+    }
+    if limits.is_off() {
+        return Ok(store);
+    }
+    let start = std::time::Instant::now();
+    let probe = dir.map(quota::free_space_of);
+    if limits.min_free_bytes.is_some() && probe.is_none() {
+        log::warn!("--min-free-bytes has no effect on the memory store");
+    }
+    let q = QuotaStore::new(store, limits, probe).map_err(ServeError::Store)?;
+    let used = q.usage();
+    let limit = |v: Option<u64>| v.map_or("no limit".to_owned(), |n| n.to_string());
+    log::info!(
+        "storage limits: {} documents stored (--max-documents {}), {} bytes (--max-store-bytes {}), \
+         --min-free-bytes {}; measured in {} ms",
+        used.values,
+        limit(limits.max_documents),
+        used.bytes,
+        limit(limits.max_bytes),
+        limit(limits.min_free_bytes),
+        start.elapsed().as_millis()
+    );
+    Ok(Arc::new(q))
+}
+
+/// `1.5 GiB`-style sizes for log lines.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut tenths = u128::from(n) * 10;
+    while tenths >= 10 * 1024 && unit + 1 < UNITS.len() {
+        tenths /= 1024;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+    }
 }
 
 fn largest_body_limit(config: &SyncConfig) -> usize {

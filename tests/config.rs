@@ -237,11 +237,10 @@ fn unsupported_extended_fields_warn() {
     assert_eq!(
         loaded.warnings,
         [
-            // rateLimit (global and per collection), ttlMs and listable are
-            // implemented: no warning for them.
+            // rateLimit (global and per collection), ttlMs, listable and
+            // appendOnly are implemented: no warning for them.
             "restrictions is not supported by starfish-rs and is ignored",
             "Collection \"c\": objectSchema is not supported by starfish-rs and is ignored",
-            "Collection \"c\": appendOnly is not supported by starfish-rs and is ignored",
             "Collection \"c\": fieldPermissions is not supported by starfish-rs and is ignored",
             "Collection \"c\": restrictions is not supported by starfish-rs and is ignored",
             "Namespace \"n\": restrictions is not supported by starfish-rs and is ignored",

@@ -8,6 +8,15 @@
 //! * `corrupt_document_files_read_as_missing`: garbage in a `.~doc` file is
 //!   served as a missing document, logged, and can be overwritten with
 //!   `baseHash: ""` (documents.md §5.2, §6).
+//! * `acknowledged_appends_survive_sigkill`: concurrent writers append to
+//!   shared append-only logs (single-document and chunked layouts) while the
+//!   server is SIGKILLed; after each restart every acknowledged element is
+//!   in its log exactly once, with the answered `ts`, in order, and nothing
+//!   but at most one in-flight element per writer was added. Three cycles.
+//! * `chunked_logs_read_back_across_restarts`: a chunked log reads back the
+//!   same after restarts, stays chunked when `chunkSize` is removed from the
+//!   config, and a single-document log is migrated into chunks when it is
+//!   added.
 //!
 //! Talks raw HTTP/1.1 over `std::net::TcpStream`.
 
@@ -17,7 +26,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,9 +107,22 @@ impl Server {
     /// Start `starfish serve` (embedded default config) on `dir` and wait
     /// for its "listening on" line.
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, None)
+    }
+
+    /// Start `starfish serve` on `dir` with a config file (`None`: the
+    /// embedded default config).
+    fn start_with(dir: &Path, config: Option<&Path>) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_starfish"))
             .args(["serve", "--listen", "127.0.0.1:0", "--base-path", "/v1"])
-            .args(["--log-level", "info", "--data-dir"])
+            .args(["--log-level", "info"])
+            .args(
+                config
+                    .map(|c| ["--config".as_ref(), c.as_os_str()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .arg("--data-dir")
             .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -877,4 +899,355 @@ fn corrupt_document_files_read_as_missing() {
     assert_eq!(health.status, 200);
     let bad = bad_log_lines(&server.log_lines());
     assert!(bad.is_empty(), "server logged errors: {bad:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Append-only logs
+
+/// Two public append-only collections: one single-document log, one in
+/// chunks of 7 (so kills land on both tail appends and chunk rolls).
+const APPEND_CONFIG: &str = r#"{"version":1,"collections":[
+  {"name":"single","storagePath":"single/{id}","readRoles":["public"],"writeRoles":["public"],
+   "encryption":"none","maxBodyBytes":100000,"appendOnly":{"requireAuthorSignature":false}},
+  {"name":"chunked","storagePath":"chunked/{id}","readRoles":["public"],"writeRoles":["public"],
+   "encryption":"none","maxBodyBytes":100000,"appendOnly":{"chunkSize":7,"requireAuthorSignature":false}}]}"#;
+
+/// The logs the writers share: (collection, key).
+const LOGS: [(&str, &str); 4] = [
+    ("single", "a"),
+    ("single", "b"),
+    ("chunked", "a"),
+    ("chunked", "b"),
+];
+
+/// One append a writer sent: its log, sequence number, and the answered
+/// `ts` if it was acknowledged.
+struct Sent {
+    log: usize,
+    n: u64,
+    acked_ts: Option<f64>,
+}
+
+/// Sequential appends of one writer (`w`) to the shared logs until `stop`.
+fn append_worker(
+    port: u16,
+    w: usize,
+    cycle: u32,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> Vec<Sent> {
+    let mut rng = Rng(seed | 1);
+    let mut sent = Vec::new();
+    for n in 0..MAX_PUSHES {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let log = rng.below(LOGS.len() as u64) as usize;
+        let (col, key) = LOGS[log];
+        let body = format!(
+            r#"{{"data":{{"w":{w},"c":{cycle},"n":{n},"pad":"{}"}}}}"#,
+            "x".repeat(rng.below(2000) as usize)
+        );
+        let path = format!("/v1/push/{col}/{key}");
+        let acked_ts = match http(port, "POST", &path, Some(body.as_bytes())) {
+            Ok(r) if r.status == 200 => parse(&r.body)
+                .ok()
+                .and_then(|v| v.as_object()?.get("timestamp")?.as_f64()),
+            Ok(r) => panic!(
+                "append {path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ),
+            Err(_) => None,
+        };
+        let dead = acked_ts.is_none();
+        if !dead {
+            acks.fetch_add(1, Ordering::SeqCst);
+        }
+        sent.push(Sent { log, n, acked_ts });
+        if dead {
+            break; // the server is gone; this one is in flight
+        }
+    }
+    sent
+}
+
+/// The elements of a log as (writer, cycle, n, ts).
+fn read_log(port: u16, col: &str, key: &str) -> Result<Vec<(u64, u64, u64, f64)>, String> {
+    let r = http(
+        port,
+        "GET",
+        &format!("/v1/pull/{col}/{key}?full=true"),
+        None,
+    )
+    .map_err(|e| format!("pull {col}/{key}: {e}"))?;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    if r.status != 200 {
+        return Err(format!("pull {col}/{key}: {} {text}", r.status));
+    }
+    let v = parse(&r.body).map_err(|e| format!("pull {col}/{key}: {e}"))?;
+    let items = v
+        .as_object()
+        .and_then(|o| o.get("data")?.as_object()?.get("items")?.as_array())
+        .ok_or_else(|| format!("pull {col}/{key}: no items array: {text}"))?;
+    items
+        .iter()
+        .map(|el| {
+            let o = el.as_object().ok_or("element is not an object")?;
+            let d = o.get("data").and_then(Value::as_object).ok_or("no data")?;
+            let f = |k: &str| d.get(k).and_then(Value::as_f64).ok_or(format!("no {k}"));
+            let ts = o.get("ts").and_then(Value::as_f64).ok_or("no ts")?;
+            Ok((f("w")? as u64, f("c")? as u64, f("n")? as u64, ts))
+        })
+        .collect::<Result<_, String>>()
+        .map_err(|e| format!("{col}/{key}: {e}"))
+}
+
+#[test]
+fn acknowledged_appends_survive_sigkill() {
+    const WRITERS: usize = 6;
+    let seed = now_nanos() | 1;
+    eprintln!("append crash test seed {seed:#x}");
+    let mut rng = Rng(seed);
+    let dir = TempDir::new("append-kill");
+    let config = dir.path().join("config.json");
+    fs::write(&config, APPEND_CONFIG).unwrap();
+    let data = dir.path().join("data");
+    // (writer, cycle, n) -> (log, acked ts)
+    let mut sent_all: HashMap<(u64, u64, u64), (usize, Option<f64>)> = HashMap::new();
+    let mut server = Server::start_with(&data, Some(&config));
+    for cycle in 1..=CYCLES {
+        let port = server.port;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (stop, acks, s) = (Arc::clone(&stop), Arc::clone(&acks), rng.next());
+                thread::spawn(move || (w, append_worker(port, w, cycle, s, stop, acks)))
+            })
+            .collect();
+        let delay = Duration::from_millis(200 + rng.below(301));
+        thread::sleep(delay);
+        // On a loaded machine the first acknowledgement can take longer than the
+        // delay: kill only once something was acknowledged (or give up after 30 s,
+        // which the `acked > 0` check below reports).
+        let started = Instant::now();
+        while acks.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(30) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let alive_before_kill = server.alive();
+        let old_log = server.kill();
+        stop.store(true, Ordering::SeqCst);
+        let mut problems = Vec::new();
+        if !alive_before_kill {
+            problems.push("server died on its own under load".to_owned());
+        }
+        for l in bad_log_lines(&old_log) {
+            problems.push(format!("killed server logged: {l}"));
+        }
+        let (mut acked, mut unanswered) = (0, 0);
+        for h in handles {
+            let (w, sent) = h.join().expect("writer panicked");
+            for s in sent {
+                acked += usize::from(s.acked_ts.is_some());
+                unanswered += usize::from(s.acked_ts.is_none());
+                sent_all.insert((w as u64, u64::from(cycle), s.n), (s.log, s.acked_ts));
+            }
+        }
+
+        server = Server::start_with(&data, Some(&config));
+        let mut seen = HashSet::new();
+        for (i, (col, key)) in LOGS.iter().enumerate() {
+            let elements = match read_log(server.port, col, key) {
+                Ok(e) => e,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            if !elements.windows(2).all(|p| p[0].3 < p[1].3) {
+                problems.push(format!("{col}/{key}: ts not strictly increasing"));
+            }
+            let mut last_n: HashMap<(u64, u64), u64> = HashMap::new();
+            for &(w, c, n, ts) in &elements {
+                if !seen.insert((w, c, n)) {
+                    problems.push(format!("{col}/{key}: element {w}/{c}/{n} twice"));
+                }
+                match sent_all.get(&(w, c, n)) {
+                    None => problems.push(format!("{col}/{key}: element {w}/{c}/{n} never sent")),
+                    Some((log, _)) if *log != i => {
+                        problems.push(format!("{col}/{key}: element {w}/{c}/{n} in the wrong log"))
+                    }
+                    Some((_, Some(t))) if *t != ts => problems.push(format!(
+                        "{col}/{key}: element {w}/{c}/{n} has ts {ts}, acknowledged {t}"
+                    )),
+                    _ => {}
+                }
+                if last_n.insert((w, c), n).is_some_and(|prev| prev >= n) {
+                    problems.push(format!("{col}/{key}: writer {w} out of order at {n}"));
+                }
+            }
+        }
+        for (k, (log, ts)) in &sent_all {
+            if ts.is_some() && !seen.contains(k) {
+                let (col, key) = LOGS[*log];
+                problems.push(format!(
+                    "acknowledged element {k:?} missing from {col}/{key}"
+                ));
+            }
+        }
+        let in_flight = seen
+            .iter()
+            .filter(|k| sent_all.get(k).is_some_and(|(_, t)| t.is_none()))
+            .count();
+        let temps = temp_files(&data);
+        if !temps.is_empty() {
+            problems.push(format!("temp files survive restart: {temps:?}"));
+        }
+        for l in bad_log_lines(&server.log_lines()) {
+            problems.push(format!("restarted server logged: {l}"));
+        }
+        eprintln!(
+            "append cycle {cycle}: killed after {delay:?}; {acked} appends acknowledged, \
+             {unanswered} unanswered ({in_flight} of all cycles' unanswered ones landed)"
+        );
+        assert!(
+            problems.is_empty(),
+            "append cycle {cycle} (seed {seed:#x}): {} problem(s):\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+        assert!(acked > 0, "append cycle {cycle}: nothing acknowledged");
+    }
+}
+
+/// `sha256(stableStringify({n, last}))`.
+fn n_last_hash(n: usize, last: &Value) -> String {
+    let mut o = starfish::proto::json::Object::new();
+    o.insert("n", Value::Number(n as f64));
+    o.insert("last", last.clone());
+    document_hash(&Value::Object(o))
+}
+
+/// Pull `?<query>` of an append log: the elements' `data.i` and the hash.
+fn log_is(port: u16, path: &str, query: &str) -> (Vec<u64>, String) {
+    let r = http(port, "GET", &format!("/v1/pull/{path}?{query}"), None).expect("pull");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let is = v["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["i"].as_u64().unwrap())
+        .collect();
+    (is, v["hash"].as_str().unwrap().to_owned())
+}
+
+fn append_i(port: u16, path: &str, i: u64) -> String {
+    let body = format!(r#"{{"data":{{"i":{i}}}}}"#);
+    let r = http(
+        port,
+        "POST",
+        &format!("/v1/push/{path}"),
+        Some(body.as_bytes()),
+    )
+    .expect("append");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let hash = v["hash"].as_str().unwrap().to_owned();
+    assert_eq!(
+        hash,
+        n_last_hash(
+            i as usize + 1,
+            &parse(format!(r#"{{"i":{i}}}"#).as_bytes()).unwrap()
+        ),
+        "element {i} is number {}",
+        i + 1
+    );
+    hash
+}
+
+fn chunk_files(data: &Path, path: &str) -> usize {
+    fs::read_dir(data.join(format!("{path}__seg")))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn chunked_logs_read_back_across_restarts() {
+    let dir = TempDir::new("append-restart");
+    let data = dir.path().join("data");
+    let config = dir.path().join("config.json");
+    let with_chunks = |chunk: Option<u32>| {
+        let extra = chunk
+            .map(|c| format!(r#","chunkSize":{c}"#))
+            .unwrap_or_default();
+        fs::write(
+            &config,
+            format!(
+                r#"{{"collections":[{{"name":"ev","storagePath":"ev/{{id}}","readRoles":["public"],
+                   "writeRoles":["public"],"appendOnly":{{"requireAuthorSignature":false{extra}}}}}]}}"#
+            ),
+        )
+        .unwrap();
+    };
+    let all: Vec<u64> = (0..10).collect();
+
+    // A chunked log: 10 elements in chunks of 4.
+    with_chunks(Some(4));
+    let server = Server::start_with(&data, Some(&config));
+    let mut hash = String::new();
+    for i in 0..10 {
+        hash = append_i(server.port, "ev/a", i);
+    }
+    assert_eq!(chunk_files(&data, "ev/a"), 3);
+    let before = log_is(server.port, "ev/a", "full=true");
+    assert_eq!(before, (all.clone(), hash.clone()));
+    drop(server);
+
+    // Restarted: the same log, bounded reads included.
+    let server = Server::start_with(&data, Some(&config));
+    assert_eq!(log_is(server.port, "ev/a", "full=true"), before);
+    assert_eq!(log_is(server.port, "ev/a", "last=5").0, &all[5..]);
+    assert_eq!(log_is(server.port, "ev/a", "limit=1").0, [9]);
+    append_i(server.port, "ev/a", 10);
+    // Meanwhile a single-document log on another key.
+    drop(server);
+    with_chunks(None);
+    let server = Server::start_with(&data, Some(&config));
+    for i in 0..6 {
+        append_i(server.port, "ev/b", i);
+    }
+    assert_eq!(chunk_files(&data, "ev/b"), 0);
+    // chunkSize removed: ev/a stays chunked (its chunks are not orphaned).
+    append_i(server.port, "ev/a", 11);
+    assert_eq!(
+        log_is(server.port, "ev/a", "full=1").0,
+        (0..12).collect::<Vec<_>>()
+    );
+    assert_eq!(chunk_files(&data, "ev/a"), 3);
+    drop(server);
+
+    // chunkSize added: ev/b is migrated into chunks on its next append.
+    with_chunks(Some(4));
+    let server = Server::start_with(&data, Some(&config));
+    let hash = append_i(server.port, "ev/b", 6);
+    assert_eq!(chunk_files(&data, "ev/b"), 2);
+    drop(server);
+    let server = Server::start_with(&data, Some(&config));
+    assert_eq!(
+        log_is(server.port, "ev/b", "full=1"),
+        ((0..7).collect::<Vec<_>>(), hash)
+    );
+    let cp = {
+        let r = http(server.port, "GET", "/v1/pull/ev/b?last=3", None).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["data"]["items"][0]["ts"].as_u64().unwrap()
+    };
+    assert_eq!(
+        log_is(server.port, "ev/b", &format!("checkpoint={cp}")).0,
+        [5, 6]
+    );
+    assert!(bad_log_lines(&server.log_lines()).is_empty());
 }

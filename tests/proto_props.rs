@@ -1,7 +1,9 @@
 //! Property tests for the protocol core: canonical JSON is a fixed point,
 //! number printing agrees with an independent reference, the glob matcher
 //! agrees with a naive backtracking matcher and stays linear on adversarial
-//! input, and nothing panics on arbitrary input.
+//! input, and nothing panics on arbitrary input. Also: an append to a stored
+//! append-only log (which splices bytes instead of parsing) stores what
+//! parsing the log and appending to it would.
 
 use proptest::prelude::*;
 use starfish::proto::{
@@ -193,8 +195,87 @@ fn target_alphabet() -> impl Strategy<Value = String> {
         .prop_map(|v| v.into_iter().collect())
 }
 
+/// The append oracle: parse the stored log, push the element, rebuild the
+/// envelope, print it as JavaScript would.
+fn expected_after_append(stored: &[u8], item: &Object, ts: f64) -> Vec<u8> {
+    let Ok(Value::Object(mut doc)) = parse(stored) else {
+        panic!("stored doc is an object")
+    };
+    let Some(Value::Object(mut data)) = doc.remove("data") else {
+        panic!("stored data is an object")
+    };
+    let mut el = Object::new();
+    el.insert("ts", Value::Number(ts));
+    el.insert("data", Value::Object(item.clone()));
+    let Some(Value::Array(items)) = data.get_mut("items") else {
+        panic!("stored items")
+    };
+    items.push(Value::Object(el));
+    let mut nl = Object::new();
+    nl.insert("n", Value::Number(items.len() as f64));
+    nl.insert("last", Value::Object(item.clone()));
+    let mut out = Object::new();
+    out.insert("v", Value::Number(1.0));
+    out.insert("data", Value::Object(data));
+    out.insert("ts", Value::Number(ts));
+    out.insert(
+        "hash",
+        starfish::proto::hash::document_hash(&Value::Object(nl)).into(),
+    );
+    json::to_js_json(&Value::Object(out))
+}
+
+proptest! {
+    // Each case builds a log and appends through a store: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+    #[test]
+    fn appends_store_what_parse_and_push_would(
+        other in prop::collection::vec((arb_string(), arb_value()), 0..4),
+        elements in prop::collection::vec(arb_value(), 0..5),
+        item in prop::collection::vec((arb_string(), arb_value()), 0..4),
+        envelope_extra in arb_value(),
+    ) {
+        use starfish::store::{MemoryStore, Store};
+        use starfish::sync::append::{self, AppendPush, AppendSettings};
+        let mut data: Object = other.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let items: Vec<Value> = elements
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut el = Object::new();
+                el.insert("ts", Value::Number(i as f64 * 10.0));
+                el.insert("data", d);
+                Value::Object(el)
+            })
+            .collect();
+        let n = items.len();
+        data.insert("items", Value::Array(items));
+        let mut doc = Object::new();
+        doc.insert("v", Value::Number(1.0));
+        doc.insert("data", Value::Object(data));
+        doc.insert("extra", envelope_extra);
+        doc.insert("hash", Value::from("h"));
+        let stored = json::to_js_json(&Value::Object(doc));
+        let store = MemoryStore::new();
+        store.put("k", &stored).unwrap();
+        let settings = AppendSettings::from_value(&parse(br#"{"requireAuthorSignature":false}"#).unwrap()).unwrap();
+        let item: Object = item.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let item = starfish::proto::sanitize::deep_sanitize(item);
+        let push = AppendPush { item: item.clone(), author: None, ts: None };
+        let now = 5i64;
+        let done = append::append(&store, "k", &push, &settings, now).unwrap();
+        let ts = if n == 0 { now as f64 } else { (now as f64).max((n - 1) as f64 * 10.0 + 1.0) };
+        prop_assert_eq!(done.ts, ts);
+        let written = store.get("k").unwrap().unwrap();
+        let reprinted = json::to_js_json(&parse(&written).unwrap());
+        let expected = expected_after_append(&stored, &item, ts);
+        prop_assert_eq!(String::from_utf8_lossy(&reprinted), String::from_utf8_lossy(&expected));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
 
     #[test]
     fn canonical_is_a_fixed_point(v in arb_value()) {

@@ -20,8 +20,8 @@
 //! They are validated with the official EXTENDED rules (so exactly the
 //! configs the official server accepts are accepted) and interpreted by the
 //! module that implements the feature (`rateLimit`: `sync::rate_limit`,
-//! `listable`: `sync::list`, `ttlMs`: `sync::ttl`). Each one that is set
-//! and not implemented yet adds a warning
+//! `listable`: `sync::list`, `ttlMs`: `sync::ttl`, `appendOnly`:
+//! `sync::append`). Each one that is set and not implemented yet adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
@@ -53,6 +53,13 @@ pub const DEFAULT_CONFIG_KEY: &str = "__sync__/config.json";
 /// public notes collection, a per-user settings document, a per-user
 /// bundle and a `demo` namespace. Validates cleanly; the two public-write
 /// collections produce the expected `writeRoles contains "public"` warnings.
+///
+/// Those public collections let any client write, so on a small device run
+/// it with storage quotas (off by default; README, "Storage quotas"):
+/// `starfish serve --max-store-bytes 268435456 --max-documents 100000
+/// --min-free-bytes 67108864` (256 MiB of documents, at most 100 000 of
+/// them, 64 MiB of the disk kept free); a push past them is answered
+/// `507 {"error":"Insufficient storage"}` and changes nothing.
 pub const DEFAULT_CONFIG_JSON: &str = include_str!("default_config.json");
 
 /// A whole sync configuration.

@@ -452,7 +452,7 @@ fn collection_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<Str
 
 /// EXTENDED collection fields starfish-rs implements (no "not supported"
 /// warning for them).
-const IMPLEMENTED: [&str; 3] = ["rateLimit", "listable", "ttlMs"];
+const IMPLEMENTED: [&str; 4] = ["rateLimit", "listable", "ttlMs", "appendOnly"];
 
 fn unsupported_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<String>) {
     for col in cols {

@@ -431,7 +431,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
 
     /// Answer a framing error and close.
     async fn fail(&mut self, e: FramingError) -> ConnEnd {
-        log::debug!("bad request from {}: {e}", self.peer);
+        super::defense_log::bad_request(&self.peer, &e);
         let bytes = plain_response(e.status(), "application/json", e.body());
         if self.write(&bytes).await.is_ok() {
             self.linger().await;
@@ -441,6 +441,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
 
     /// Answer a read timeout with 408 and close.
     async fn timeout(&mut self) -> ConnEnd {
+        super::defense_log::slow_request(&self.peer);
         let bytes = plain_response(
             StatusCode::RequestTimeout,
             "application/json",

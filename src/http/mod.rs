@@ -12,6 +12,7 @@
 //! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
 //! | [`metrics`] | request counting and the `/metrics` endpoint |
 //! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
+//! | [`defense_log`] | one line per defensive action (refused or evicted connection, bad or slow request, 429, 507) with the peer address, rate-limited per kind |
 //!
 //! ## Threads and executors
 //!
@@ -52,6 +53,7 @@
 
 pub mod client_ip;
 pub mod cors;
+pub mod defense_log;
 pub mod framing;
 pub mod headers;
 pub mod layers;

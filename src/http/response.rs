@@ -76,8 +76,8 @@ pub fn from_error(f: Failure) -> Response {
             json_status(401, &error_body("Unauthorized"))
         }
         Failure::Forbidden => json_status(403, &error_body("Forbidden")),
-        Failure::Sync(e) => match e.message() {
-            Some(m) => json_status(e.status(), &error_body(&m)),
+        Failure::Sync(e) => match e.body() {
+            Some(body) => json_status(e.status(), &body),
             None => {
                 log::error!("{e}");
                 internal_error()

@@ -181,7 +181,10 @@ async fn serve_with<H: Handler>(
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
-                            log::warn!("connection cap reached; closing connection from {peer}");
+                            super::defense_log::connection_refused(
+                                &peer,
+                                shared.config.max_connections,
+                            );
                             if let Some(m) = &shared.config.metrics {
                                 m.http.connection_rejected();
                             }

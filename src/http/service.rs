@@ -15,6 +15,7 @@ use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
 use crate::proto::scope;
 use crate::store::Store;
+use crate::sync::append::{self, AppendSettings};
 use crate::sync::batch::{self, BatchOptions};
 use crate::sync::config_endpoint::{self, ConfigEndpoint};
 use crate::sync::rate_limit::{self, Caller, RateAction, RateLimits};
@@ -225,6 +226,9 @@ impl Service {
             }
             Action::Batch { namespace } => Ok(self.batch(&ctx, namespace).await),
         };
+        if let (Err(Failure::Sync(e)), Some(ip)) = (&result, self.client_ip(ctx.req)) {
+            super::defense_log::refused(&ip, e);
+        }
         let res = result.unwrap_or_else(response::from_error);
         log::debug!(
             "{} {} -> {}",
@@ -390,6 +394,9 @@ impl Service {
         if col.is_binary() {
             return self.binary_pull(ctx, col, key).await;
         }
+        if let Some(settings) = AppendSettings::of(col).filter(|s| s.persist) {
+            return self.append_pull(ctx, col, settings, key).await;
+        }
         let with_keyring = ctx
             .query("withKeyring")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
@@ -520,13 +527,39 @@ impl Service {
         }
         let body = push::parse_json_body(ctx.header("content-type"), &ctx.body)?;
         let presenter = auth.as_ref().and_then(|a| a.presenter.as_deref());
-        let push = push::validate(body, &key, presenter)?;
+        let write = match push::plan(col, body, &key, presenter, ctx.now)? {
+            push::Plan::Write(w) => w,
+            push::Plan::Done(w) => return Ok(json_ok(&push::answer(&w))),
+        };
         let _guard = self.locks.lock(&key).await;
         let now = ctx.now;
-        let written = self
-            .store_op(move |s| push::write(s, &key, &push, now))
-            .await?;
+        let written = self.store_op(move |s| write.run(s, &key, now)).await?;
         Ok(json_ok(&push::answer(&written)))
+    }
+
+    /// An append-only pull (`persist` collections): bounds, bounded read,
+    /// `ETag` / `304`, `Cache-Control` only when a document is stored.
+    async fn append_pull(
+        &self,
+        ctx: &Ctx<'_>,
+        col: &CollectionConfig,
+        settings: AppendSettings,
+        key: String,
+    ) -> Result<Response, Failure> {
+        let [checkpoint, limit, last, full] = append_query(ctx.req.url().query());
+        let params = append::PullParams {
+            checkpoint: checkpoint.as_deref(),
+            limit: limit.as_deref(),
+            last: last.as_deref(),
+            full: full.as_deref(),
+        };
+        let bounds =
+            append::parse_bounds(&params, &settings.limits, ctx.now).map_err(SyncError::from)?;
+        let read = self
+            .store_op(move |s| append::read(s, &key, &settings.field, &bounds))
+            .await
+            .map_err(SyncError::from)?;
+        Ok(append_pull_response(ctx, col, read))
     }
 
     async fn binary_push(
@@ -632,13 +665,25 @@ impl Service {
 
     async fn batch(&self, ctx: &Ctx<'_>, namespace: Option<&str>) -> Response {
         let max = self.options.max_collections_per_batch;
-        let query = match batch::parse_query(
+        let cols: Vec<CollectionConfig> = self
+            .router
+            .config()
+            .scope(namespace)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let query = batch::parse_query(
             ctx.query("collections").as_deref(),
             ctx.query("params").as_deref(),
+            ctx.query("appendParams").as_deref(),
             max,
-        ) {
+        )
+        .and_then(|q| {
+            q.check_append_budget(&cols, self.options.batch.max_append_elements)?;
+            Ok(q)
+        });
+        let query = match query {
             Ok(q) => q,
-            Err(e) => return json_status(400, &response::error_body(e.message())),
+            Err(e) => return json_status(400, &response::error_body(&e.message())),
         };
         let headers = Headers(ctx.req);
         let auth = match self
@@ -651,12 +696,6 @@ impl Service {
                 None
             }
         };
-        let cols: Vec<CollectionConfig> = self
-            .router
-            .config()
-            .scope(namespace)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
         let options = self.options.batch.clone();
         let now = ctx.now;
         let body = self
@@ -688,6 +727,39 @@ fn decision_response(d: PluginDecision) -> Option<Response> {
         }
         PluginDecision::Respond(status, body) => Some(json_status(status, &body)),
     }
+}
+
+/// The append-only pull bounds of a query: `checkpoint`, `limit`, `last`,
+/// `full`.
+#[inline(never)]
+fn append_query(query: Option<&str>) -> [Option<String>; 4] {
+    ["checkpoint", "limit", "last", "full"].map(|n| query.and_then(|q| query_param(q, n)))
+}
+
+/// The answer to a bounded append-only read: `304` on a matching
+/// `If-None-Match`; `Cache-Control` only when a log is stored; an expired
+/// log (ttlMs) answers the official empty answer, with the `ETag` of the
+/// stored hash and never a `304`.
+#[inline(never)]
+fn append_pull_response(ctx: &Ctx<'_>, col: &CollectionConfig, read: append::LogRead) -> Response {
+    let etag = read.etag();
+    let found = read.found;
+    let body = if read.expired(col, ctx.now) {
+        doc::pull_answer(None, ctx.now, None)
+    } else {
+        if etag.is_some() && etag.as_deref() == ctx.header("if-none-match") {
+            return response::not_modified();
+        }
+        read.answer(ctx.now)
+    };
+    let mut res = json_ok(&body);
+    if found {
+        add_cache_control(&mut res, col);
+    }
+    if let Some(etag) = etag {
+        res.insert_header("ETag", etag);
+    }
+    res
 }
 
 fn check_params(t: &Target<'_>) -> Result<(), SyncError> {

@@ -2,7 +2,7 @@
 //! and counts its errors, by operation. Used only when metrics are on.
 
 use super::{Metrics, StoreOp};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreUsage};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,6 +59,15 @@ impl Store for MeteredStore {
         self.timed(StoreOp::ListKeys, |s| {
             s.list_keys(prefix, start_after, limit)
         })
+    }
+
+    // Quota bookkeeping, not a store operation of its own: not timed.
+    fn value_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.value_size(key)
+    }
+
+    fn measure(&self) -> Result<StoreUsage, StoreError> {
+        self.inner.measure()
     }
 }
 

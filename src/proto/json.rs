@@ -649,9 +649,25 @@ pub(crate) const STRING_SPECIAL: [bool; 256] = {
 /// Iterative syntax check with no depth limit (used once the recursive
 /// parser has hit its bound). `Err` carries the offending offset.
 fn validate(s: &[u8]) -> Result<(), usize> {
+    let mut end = scan_value(s, 0)?;
+    while end < s.len() && is_ws(s[end]) {
+        end += 1;
+    }
+    if end == s.len() {
+        Ok(())
+    } else {
+        Err(end)
+    }
+}
+
+/// Check one JSON value starting at `start` (after optional whitespace),
+/// iteratively and with no depth limit, without building it: the offset just
+/// past its last byte, or the offending offset. Lets callers walk a large
+/// document's structure (spans of members and elements) without parsing it.
+pub fn scan_value(s: &[u8], start: usize) -> Result<usize, usize> {
     // Stack of open containers: true = object, false = array.
     let mut stack: Vec<bool> = Vec::new();
-    let mut i = 0;
+    let mut i = start;
     let skip_ws = |i: &mut usize| {
         while *i < s.len() && is_ws(s[*i]) {
             *i += 1;
@@ -733,10 +749,10 @@ fn validate(s: &[u8]) -> Result<(), usize> {
         }
         // After a complete value: close containers or move to the next item.
         loop {
-            skip_ws(&mut i);
             let Some(&is_obj) = stack.last() else {
-                return if i == s.len() { Ok(()) } else { Err(i) };
+                return Ok(i);
             };
+            skip_ws(&mut i);
             match s.get(i) {
                 Some(b',') => {
                     i += 1;

@@ -57,7 +57,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::{
     is_valid_segment, split_prefix, validate_key, validate_media_type, Store, StoreError,
-    MAX_MEDIA_TYPE_LEN,
+    StoreUsage, MAX_MEDIA_TYPE_LEN,
 };
 
 /// Suffix of a document file.
@@ -414,6 +414,71 @@ impl Store for FsStore {
             }
         }
         Ok(out)
+    }
+
+    /// The value file's size: one `stat` (the document file first, as
+    /// [`get`](Store::get) reads it).
+    fn value_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        validate_key(key)?;
+        let (dir, leaf) = self.locate(key);
+        for suffix in [DOC_SUFFIX, BIN_SUFFIX] {
+            match fs::metadata(dir.join(format!("{leaf}{suffix}"))) {
+                Ok(m) if m.is_file() => return Ok(Some(m.len())),
+                Ok(_) => {}
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(StoreError::io(key, "stat", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// One walk of the tree: every value file's size (temp files and
+    /// foreign names skipped, as listing skips them). A key left with both
+    /// a `.~doc` and a `.~bin` by a crash counts both files' bytes (the
+    /// safe side for a quota) and is one value.
+    fn measure(&self) -> Result<StoreUsage, StoreError> {
+        let mut usage = StoreUsage::default();
+        let mut stack = vec![self.base.clone()];
+        let shown = |p: &Path| p.display().to_string();
+        while let Some(dir) = stack.pop() {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(StoreError::io(&shown(&dir), "read dir", e)),
+            };
+            for ent in rd {
+                let ent = ent.map_err(|e| StoreError::io(&shown(&dir), "read dir", e))?;
+                let Ok(name) = ent.file_name().into_string() else {
+                    continue;
+                };
+                let Ok(ft) = ent.file_type() else { continue };
+                if ft.is_dir() {
+                    if is_valid_segment(&name) {
+                        stack.push(ent.path());
+                    }
+                    continue;
+                }
+                let (stem, is_doc) = match name.strip_suffix(DOC_SUFFIX) {
+                    Some(stem) => (stem, true),
+                    None => match name.strip_suffix(BIN_SUFFIX) {
+                        Some(stem) => (stem, false),
+                        None => continue,
+                    },
+                };
+                if !ft.is_file() || !is_valid_segment(stem) {
+                    continue;
+                }
+                let len = ent
+                    .metadata()
+                    .map_err(|e| StoreError::io(&shown(&ent.path()), "stat", e))?
+                    .len();
+                usage.bytes += len;
+                if is_doc || !dir.join(format!("{stem}{DOC_SUFFIX}")).is_file() {
+                    usage.values += 1;
+                }
+            }
+        }
+        Ok(usage)
     }
 }
 

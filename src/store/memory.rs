@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{split_prefix, validate_key, validate_media_type, Store, StoreError};
+use super::{
+    binary_size, split_prefix, validate_key, validate_media_type, Store, StoreError, StoreUsage,
+};
 
 /// What one key holds.
 #[derive(Debug, Clone)]
@@ -100,5 +102,28 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn value_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        validate_key(key)?;
+        Ok(self.read().get(key).map(Entry::size))
+    }
+
+    fn measure(&self) -> Result<StoreUsage, StoreError> {
+        let map = self.read();
+        Ok(StoreUsage {
+            bytes: map.values().map(Entry::size).sum(),
+            values: map.len() as u64,
+        })
+    }
+}
+
+impl Entry {
+    /// The quota size ([`Store::value_size`]).
+    fn size(&self) -> u64 {
+        match self {
+            Entry::Doc(v) => v.len() as u64,
+            Entry::Bytes(b, m) => binary_size(b.len(), m),
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`memory`] | [`MemoryStore`]: an in-process map, for tests and ephemeral servers |
 //! | [`fs`] | [`FsStore`]: crash-safe files under a base directory (layout in its docs) |
+//! | [`quota`] | [`QuotaStore`]: storage quotas and a free-disk floor over any backend |
 //!
 //! ## Keys
 //!
@@ -37,9 +38,11 @@ use std::io;
 
 pub mod fs;
 pub mod memory;
+pub mod quota;
 
 pub use fs::FsStore;
 pub use memory::MemoryStore;
+pub use quota::{QuotaLimits, QuotaStore, Refusal};
 
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -57,6 +60,10 @@ pub enum StoreError {
     /// The media type given to [`Store::put_bytes`] is too long or contains
     /// a control character.
     InvalidMediaType(String),
+    /// The write was refused before anything was written: it would
+    /// exceed a storage quota or eat into the disk's reserve (see
+    /// [`QuotaStore`]). The server answers `507`.
+    Full(Refusal),
     /// An I/O error while operating on `key`.
     Io {
         /// The key (or list prefix) being operated on.
@@ -74,6 +81,7 @@ impl fmt::Display for StoreError {
             // Same wording as the official filesystem store.
             StoreError::InvalidKey(k) => write!(f, "Invalid storage key: {k:?}"),
             StoreError::InvalidMediaType(m) => write!(f, "Invalid media type: {m:?}"),
+            StoreError::Full(r) => write!(f, "write refused: {r}"),
             StoreError::Io { key, op, source } => {
                 write!(f, "storage I/O error ({op}) for key {key:?}: {source}")
             }
@@ -139,6 +147,60 @@ pub trait Store: Send + Sync + 'static {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// How many bytes `key`'s value counts for in storage quotas, or `None`
+    /// when the key holds nothing: a document's length, a binary value's
+    /// length plus its media type's length plus one (what [`FsStore`]
+    /// writes to disk). Default: reads the value ([`Store::get`], then
+    /// [`Store::get_bytes`]); backends override it with something cheaper
+    /// (a `stat`, a map lookup).
+    fn value_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(doc) = self.get(key)? {
+            return Ok(Some(doc.len() as u64));
+        }
+        Ok(self
+            .get_bytes(key)?
+            .map(|(bytes, media)| binary_size(bytes.len(), &media)))
+    }
+
+    /// Totals over everything stored (for [`QuotaStore`] at start-up).
+    /// Default: every key through [`Store::list_keys`], in pages, and
+    /// [`Store::value_size`]; backends override it with one scan.
+    fn measure(&self) -> Result<StoreUsage, StoreError> {
+        let mut usage = StoreUsage::default();
+        let mut after: Option<String> = None;
+        loop {
+            let keys = self.list_keys("", after.as_deref(), MEASURE_PAGE)?;
+            for key in &keys {
+                if let Some(n) = self.value_size(key)? {
+                    usage.bytes += n;
+                    usage.values += 1;
+                }
+            }
+            if keys.len() < MEASURE_PAGE {
+                return Ok(usage);
+            }
+            after = keys.last().cloned();
+        }
+    }
+}
+
+/// Keys per [`Store::list_keys`] page of the default [`Store::measure`].
+const MEASURE_PAGE: usize = 1000;
+
+/// Totals over the stored values (documents and binary values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// Sum of the values' sizes ([`Store::value_size`]).
+    pub bytes: u64,
+    /// Number of keys holding a value.
+    pub values: u64,
+}
+
+/// The quota size of a binary value: its bytes, its media type and the
+/// newline between them (the [`FsStore`] file).
+pub fn binary_size(len: usize, media_type: &str) -> u64 {
+    (len + media_type.len() + 1) as u64
 }
 
 /// Whether `b` is in the key charset `[a-zA-Z0-9._:@-]` (without `/`).

@@ -1,6 +1,7 @@
 //! Batch pull (wire.md §7): many documents of one scope in one request,
 //! with per-entry errors.
 
+use super::append_batch::{self, AppendParams, AppendParamsError, EntryBounds};
 use super::{doc, keys, ttl};
 use crate::auth::{roles::Access, Auth, ROLE_SELF};
 use crate::config::CollectionConfig;
@@ -18,26 +19,29 @@ pub const DEFAULT_MAX_COLLECTIONS_PER_BATCH: usize = 100;
 pub const DEFAULT_DENY_SUFFIXES: [&str; 2] = ["_keyring", "_members"];
 
 /// A request-level refusal (400 with this message).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchError {
     MissingCollections,
     TooManyCollections,
     InvalidParams,
+    /// EXTENDED `appendParams` checks.
+    AppendParams(AppendParamsError),
 }
 
 impl BatchError {
-    pub fn message(self) -> &'static str {
+    pub fn message(&self) -> String {
         match self {
-            BatchError::MissingCollections => "Missing collections parameter",
-            BatchError::TooManyCollections => "Too many collections",
-            BatchError::InvalidParams => "Invalid params parameter",
+            BatchError::MissingCollections => "Missing collections parameter".to_owned(),
+            BatchError::TooManyCollections => "Too many collections".to_owned(),
+            BatchError::InvalidParams => "Invalid params parameter".to_owned(),
+            BatchError::AppendParams(e) => e.message(),
         }
     }
 }
 
 impl std::fmt::Display for BatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -50,9 +54,23 @@ pub struct BatchQuery {
     pub names: Vec<String>,
     /// For each name present in `params`: its param-sets.
     pub params: Object,
+    /// EXTENDED per-entry append bounds.
+    pub append: AppendParams,
 }
 
 impl BatchQuery {
+    /// The last request-level check: the append element budget over the
+    /// scope's collections (`max_elements`: `maxBatchAppendElements`).
+    pub fn check_append_budget(
+        &self,
+        collections: &[CollectionConfig],
+        max_elements: f64,
+    ) -> Result<(), BatchError> {
+        self.append
+            .check_budget(collections, max_elements)
+            .map_err(BatchError::AppendParams)
+    }
+
     fn param_sets(&self, name: &str) -> Vec<Object> {
         match self.params.get(name) {
             Some(Value::Array(sets)) => {
@@ -63,10 +81,12 @@ impl BatchQuery {
     }
 }
 
-/// Request-level validation, in the official order (§7.2).
+/// Request-level validation, in the official order (§7.2), except the
+/// append element budget ([`BatchQuery::check_append_budget`]).
 pub fn parse_query(
     collections: Option<&str>,
     params: Option<&str>,
+    append_params: Option<&str>,
     max: usize,
 ) -> Result<BatchQuery, BatchError> {
     let raw = collections
@@ -96,6 +116,7 @@ pub fn parse_query(
             _ => return Err(BatchError::InvalidParams),
         },
     };
+    let append = AppendParams::parse(append_params, &params).map_err(BatchError::AppendParams)?;
     let total: usize = names
         .iter()
         .map(|n| match params.get(n) {
@@ -106,7 +127,11 @@ pub fn parse_query(
     if total > max {
         return Err(BatchError::TooManyCollections);
     }
-    Ok(BatchQuery { names, params })
+    Ok(BatchQuery {
+        names,
+        params,
+        append,
+    })
 }
 
 /// Options of the per-entry resolution.
@@ -117,6 +142,8 @@ pub struct BatchOptions {
     /// Read a bundle member's own document (`<base>/<member>`) instead of
     /// the official quirk of reading the bundle's base key.
     pub bundle_member_keys: bool,
+    /// `maxBatchAppendElements`: the element budget of `appendParams`.
+    pub max_append_elements: f64,
 }
 
 impl Default for BatchOptions {
@@ -127,6 +154,7 @@ impl Default for BatchOptions {
                 .map(|s| s.to_string())
                 .collect(),
             bundle_member_keys: true,
+            max_append_elements: append_batch::DEFAULT_MAX_ELEMENTS,
         }
     }
 }
@@ -151,9 +179,12 @@ pub fn run(
     for name in &query.names {
         let sets = query.param_sets(name);
         let col = collections.iter().find(|c| &c.name == name);
-        let entries = sets.iter().map(|p| match col {
+        let entries = sets.iter().enumerate().map(|(i, p)| match col {
             None => error_entry("Collection not found"),
-            Some(c) => entry(store, c, p, auth, options, now_ms),
+            Some(c) => {
+                let append = query.append.entry(name, i);
+                entry(store, c, p, append.as_ref(), auth, options, now_ms)
+            }
         });
         out.insert(name.as_str(), Value::Array(entries.collect()));
     }
@@ -166,6 +197,7 @@ fn entry(
     store: &dyn Store,
     col: &CollectionConfig,
     set: &Object,
+    append: Option<&EntryBounds>,
     auth: Option<&Auth>,
     options: &BatchOptions,
     now_ms: i64,
@@ -229,6 +261,17 @@ fn entry(
     if denied {
         return error_entry("Forbidden");
     }
+    if let Some(b) = append {
+        return match append_batch::read_entry(store, col, &key, b, now_ms) {
+            Ok(mut read) => {
+                if read.expired(col, now_ms) {
+                    read.clear_elements();
+                }
+                read.answer(now_ms)
+            }
+            Err(e) => error_entry(e),
+        };
+    }
     match doc::read(store, &key) {
         Ok(doc::Read::Doc(mut d)) => {
             if ttl::doc_expired(col, &d, now_ms) {
@@ -252,40 +295,45 @@ mod tests {
     #[test]
     fn query_validation_order() {
         assert_eq!(
-            parse_query(None, None, 100).unwrap_err(),
+            parse_query(None, None, None, 100).unwrap_err(),
             BatchError::MissingCollections
         );
         assert_eq!(
-            parse_query(Some(""), None, 100).unwrap_err(),
+            parse_query(Some(""), None, None, 100).unwrap_err(),
             BatchError::MissingCollections
         );
-        assert!(parse_query(Some(",,"), None, 100).unwrap().names.is_empty());
+        assert!(parse_query(Some(",,"), None, None, 100)
+            .unwrap()
+            .names
+            .is_empty());
         assert_eq!(
-            parse_query(Some("a, b ,a,,c"), None, 100).unwrap().names,
+            parse_query(Some("a, b ,a,,c"), None, None, 100)
+                .unwrap()
+                .names,
             ["a", "b", "c"]
         );
         assert_eq!(
-            parse_query(Some("a,b,c"), Some("nope"), 2).unwrap_err(),
+            parse_query(Some("a,b,c"), Some("nope"), None, 2).unwrap_err(),
             BatchError::TooManyCollections
         );
         assert_eq!(
-            parse_query(Some("a"), Some("[]"), 2).unwrap_err(),
+            parse_query(Some("a"), Some("[]"), None, 2).unwrap_err(),
             BatchError::InvalidParams
         );
         assert_eq!(
-            parse_query(Some("a"), Some(r#"{"z":{}}"#), 2).unwrap_err(),
+            parse_query(Some("a"), Some(r#"{"z":{}}"#), None, 2).unwrap_err(),
             BatchError::InvalidParams
         );
         assert_eq!(
-            parse_query(Some("a"), Some(r#"{"a":[null]}"#), 2).unwrap_err(),
+            parse_query(Some("a"), Some(r#"{"a":[null]}"#), None, 2).unwrap_err(),
             BatchError::InvalidParams
         );
-        assert!(parse_query(Some("a"), Some(""), 2).is_ok());
+        assert!(parse_query(Some("a"), Some(""), None, 2).is_ok());
         assert_eq!(
-            parse_query(Some("a,b"), Some(r#"{"a":[{},{}]}"#), 2).unwrap_err(),
+            parse_query(Some("a,b"), Some(r#"{"a":[{},{}]}"#), None, 2).unwrap_err(),
             BatchError::TooManyCollections,
             "2 reads for a, 1 for b"
         );
-        assert!(parse_query(Some("a,b"), Some(r#"{"a":[]}"#), 2).is_ok());
+        assert!(parse_query(Some("a,b"), Some(r#"{"a":[]}"#), None, 2).is_ok());
     }
 }

@@ -10,11 +10,19 @@
 //! | [`locks`] | per-key write serialisation |
 //! | [`keys`] | path-parameter and document-key safety checks |
 //! | [`batch`] | batch pull: query validation, per-entry resolution |
+//! | [`append`] | append-only collections: settings, append pushes, bounded pulls |
+//! | [`append_seg`] | the segmented (`chunkSize`) layout of append-only logs |
+//! | [`append_batch`] | batch pull `appendParams`: parsing, budget, per-entry reads |
+//! | `append_splice` | byte-level append fast paths (splicing an element into a stored array) |
 //! | [`rate_limit`] | `rateLimit`: per-collection, per-action counters with bounded bucket tables |
 //! | [`list`] | `listable`: the `GET /list/...` answer (prefix, paging) |
 //! | [`ttl`] | `ttlMs`: expiry on read and the sweep that removes expired documents |
 //! | [`config_endpoint`] | `GET /config`: the client view of the config |
 
+pub mod append;
+pub mod append_batch;
+pub mod append_seg;
+mod append_splice;
 pub mod batch;
 pub mod config_endpoint;
 pub mod doc;
@@ -25,7 +33,7 @@ pub mod push;
 pub mod rate_limit;
 pub mod ttl;
 
-use crate::proto::json::Value;
+use crate::proto::{canonical::js_number, encoding::js_trim, json::Value};
 use crate::store::{Store, StoreError};
 use std::fmt;
 use std::sync::Arc;
@@ -45,43 +53,107 @@ pub async fn store_call<T: Send + 'static>(
     }
 }
 
-/// JavaScript `Number(v)` for a config value the official server uses
-/// without validating it (hexadecimal and binary string forms, which
-/// configs never hold, read as NaN here).
+/// JavaScript `String(v)` for a JSON value (arrays join their elements
+/// with `,`, `null` inside an array printing as nothing).
+pub(crate) fn js_to_string(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.is_nan() => "NaN".to_owned(),
+        Value::Number(n) if n.is_infinite() => {
+            if *n > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+        }
+        Value::Number(n) => js_number(*n),
+        Value::String(s) => s.to_string_lossy(),
+        Value::Array(a) => a
+            .iter()
+            .map(|e| match e {
+                Value::Null => String::new(),
+                e => js_to_string(e),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Object(_) => "[object Object]".to_owned(),
+    }
+}
+
+/// JavaScript `Number(v)` for a JSON value (config values the official
+/// server uses without validating them, batch `appendParams` bounds).
 pub(crate) fn js_to_number(v: &Value) -> f64 {
     match v {
-        Value::Number(n) => *n,
-        Value::Bool(b) => f64::from(u8::from(*b)),
         Value::Null => 0.0,
-        Value::String(s) => {
-            let s = s.to_string_lossy();
-            match crate::proto::encoding::js_trim(&s) {
-                "" => 0.0,
-                "Infinity" | "+Infinity" => f64::INFINITY,
-                "-Infinity" => f64::NEG_INFINITY,
-                t if t
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || b".+-eE".contains(&b)) =>
-                {
-                    t.parse().unwrap_or(f64::NAN)
-                }
-                _ => f64::NAN,
-            }
-        }
-        Value::Array(a) => match a.as_slice() {
-            [] => 0.0,
-            [one @ (Value::Number(_) | Value::String(_) | Value::Bool(_) | Value::Null)] => {
-                match one {
-                    // `[null]` and `[true]` stringify to "" and "true".
-                    Value::Null => 0.0,
-                    Value::Bool(_) => f64::NAN,
-                    other => js_to_number(other),
-                }
-            }
-            _ => f64::NAN,
-        },
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Number(n) => *n,
+        Value::String(s) => string_to_number(&s.to_string_lossy()),
+        Value::Array(_) => string_to_number(&js_to_string(v)),
         Value::Object(_) => f64::NAN,
     }
+}
+
+/// JavaScript `StringToNumber`: trimmed; empty is 0; `0x`/`0o`/`0b`
+/// integers (unsigned); a signed decimal literal or `Infinity`; else NaN.
+fn string_to_number(s: &str) -> f64 {
+    let t = js_trim(s);
+    if t.is_empty() {
+        return 0.0;
+    }
+    let radix = match t.get(..2) {
+        Some("0x" | "0X") => Some(16),
+        Some("0o" | "0O") => Some(8),
+        Some("0b" | "0B") => Some(2),
+        _ => None,
+    };
+    if let Some(radix) = radix {
+        let digits = &t[2..];
+        if digits.is_empty() {
+            return f64::NAN;
+        }
+        let mut n = 0.0f64;
+        for c in digits.chars() {
+            match c.to_digit(radix) {
+                Some(d) => n = n * f64::from(radix) + f64::from(d),
+                None => return f64::NAN,
+            }
+        }
+        return n;
+    }
+    let (sign, body) = match t.as_bytes()[0] {
+        b'-' => (-1.0, &t[1..]),
+        b'+' => (1.0, &t[1..]),
+        _ => (1.0, t),
+    };
+    if body == "Infinity" {
+        return sign * f64::INFINITY;
+    }
+    let b = body.as_bytes();
+    let mut i = 0;
+    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        i += frac_digits;
+    }
+    if int_digits + frac_digits == 0 {
+        return f64::NAN;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let exp_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if exp_digits == 0 {
+            return f64::NAN;
+        }
+        i += exp_digits;
+    }
+    if i != b.len() {
+        return f64::NAN;
+    }
+    // Rust's float grammar accepts every literal that passed the check above.
+    body.parse::<f64>().map_or(f64::NAN, |n| sign * n)
 }
 
 /// A failed sync operation. [`SyncError::status`] and
@@ -112,6 +184,11 @@ pub enum SyncError {
     /// `GET /list/...` with a `limit` that is not a positive integer.
     InvalidListLimit,
     BinaryUnsupported,
+    /// An append-only rule refused the request.
+    Append(append::AppendError),
+    /// A storage quota or the free-disk floor refused the write before
+    /// anything was written (`507`; see [`crate::store::quota`]).
+    InsufficientStorage(crate::store::Refusal),
     /// The store failed: a plain-text 500.
     Store(StoreError),
 }
@@ -134,6 +211,8 @@ impl SyncError {
             PayloadTooLarge => 413,
             JsonContentTypeRequired | MimeNotAllowed { .. } => 415,
             BinaryUnsupported => 501,
+            Append(e) => e.status(),
+            InsufficientStorage(_) => 507,
             Store(_) => 500,
         }
     }
@@ -167,10 +246,27 @@ impl SyncError {
                 RateLimited => rate_limit::RateLimited::MESSAGE,
                 InvalidListLimit => "Invalid limit parameter",
                 BinaryUnsupported => "Store does not support binary operations",
+                Append(e) => return e.message().map(str::to_owned),
+                InsufficientStorage(_) => "Insufficient storage",
                 Store(_) => return None,
             }
             .to_owned(),
         )
+    }
+}
+
+impl SyncError {
+    /// The JSON body of the answer (`None` for the plain-text 500):
+    /// `{"error":"<message>"}`, plus `limit` for `append_limit_exceeded`.
+    pub fn body(&self) -> Option<crate::proto::json::Value> {
+        use crate::proto::json::{Object, Value};
+        let message = self.message()?;
+        let mut o = Object::with_capacity(2);
+        o.insert("error", Value::from(message));
+        if let SyncError::Append(append::AppendError::LimitExceeded { limit }) = self {
+            o.insert("limit", Value::Number(*limit));
+        }
+        Some(Value::Object(o))
     }
 }
 
@@ -186,6 +282,12 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
+impl From<append::AppendError> for SyncError {
+    fn from(e: append::AppendError) -> Self {
+        SyncError::Append(e)
+    }
+}
+
 impl From<rate_limit::RateLimited> for SyncError {
     fn from(_: rate_limit::RateLimited) -> Self {
         SyncError::RateLimited
@@ -194,14 +296,52 @@ impl From<rate_limit::RateLimited> for SyncError {
 
 impl From<StoreError> for SyncError {
     fn from(e: StoreError) -> Self {
-        SyncError::Store(e)
+        match e {
+            StoreError::Full(r) => SyncError::InsufficientStorage(r),
+            e => SyncError::Store(e),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::js_to_number;
-    use crate::proto::json::Value;
+    use super::{js_to_number, js_to_string};
+    use crate::proto::json::{self, Value};
+
+    #[test]
+    fn more_numbers_read_like_javascript() {
+        let n = |t: &str| js_to_number(&json::parse(t.as_bytes()).unwrap());
+        assert_eq!(n("true"), 1.0);
+        assert_eq!(n(r#""""#), 0.0);
+        assert_eq!(n(r#"" 12 ""#), 12.0);
+        assert_eq!(n(r#""0x10""#), 16.0);
+        assert_eq!(n(r#""1e3""#), 1000.0);
+        assert_eq!(n(r#"".5""#), 0.5);
+        assert_eq!(n(r#""5.""#), 5.0);
+        assert_eq!(n(r#""-0""#), 0.0);
+        assert!(n(r#""-0""#).is_sign_negative());
+        assert_eq!(n(r#""-Infinity""#), f64::NEG_INFINITY);
+        assert_eq!(n("[7]"), 7.0);
+        assert_eq!(n("[]"), 0.0);
+        assert_eq!(n("[[3]]"), 3.0);
+        for nan in [
+            r#""inf""#,
+            r#""1e""#,
+            r#""-0x1""#,
+            r#""1_0""#,
+            "{}",
+            "[1,2]",
+            r#""nan""#,
+            r#""." "#,
+            r#""0x""#,
+        ] {
+            assert!(n(nan).is_nan(), "{nan}");
+        }
+        let s = |t: &str| js_to_string(&json::parse(t.as_bytes()).unwrap());
+        assert_eq!(s("[1,null,[2,3],true]"), "1,,2,3,true");
+        assert_eq!(s(r#"{"a":1}"#), "[object Object]");
+        assert_eq!(s("1e21"), "1e+21");
+    }
 
     #[test]
     fn numbers_read_like_javascript() {

@@ -116,15 +116,21 @@ pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<
     })
 }
 
-/// The author proof input: `"starfish-doc-author-v1\n" + stableStringify({"d":data,"k":key})`.
-pub fn author_signing_input(data: &Object, key: &str) -> String {
+/// The domain tag of a document author proof.
+pub const DOC_AUTHOR_DOMAIN: &str = "starfish-doc-author-v1\n";
+
+/// An author proof input: `domain + stableStringify({"d":data,"k":key})`
+/// (the append-only element proof uses the same shape under its own tag).
+pub fn author_input(domain: &str, data: &Object, key: &str) -> String {
     let mut o = Object::with_capacity(2);
     o.insert("d", Value::Object(data.clone()));
     o.insert("k", key.into());
-    format!(
-        "starfish-doc-author-v1\n{}",
-        stable_stringify(&Value::Object(o))
-    )
+    format!("{domain}{}", stable_stringify(&Value::Object(o)))
+}
+
+/// The document author proof input: `"starfish-doc-author-v1\n" + stableStringify({"d":data,"k":key})`.
+pub fn author_signing_input(data: &Object, key: &str) -> String {
+    author_input(DOC_AUTHOR_DOMAIN, data, key)
 }
 
 fn verify_author(data: &Object, key: &str, pubkey: &str, sig: &str) -> bool {
@@ -135,7 +141,8 @@ fn verify_author(data: &Object, key: &str, pubkey: &str, sig: &str) -> bool {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Written {
     pub hash: String,
-    pub ts: i64,
+    /// Milliseconds (an append's element `ts`, which a client may choose).
+    pub ts: f64,
 }
 
 /// Step 12.6: compare `baseHash` with the stored hash and write. The caller
@@ -158,14 +165,69 @@ pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<W
     let hash = document_hash(&Value::Object(push.data.clone()));
     let author = push.author.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
     store.put(key, &doc::encode(&push.data, now_ms as f64, &hash, author))?;
-    Ok(Written { hash, ts: now_ms })
+    Ok(Written {
+        hash,
+        ts: now_ms as f64,
+    })
+}
+
+/// A validated write of either kind, so that one store call runs both.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// A document push.
+    Document(Push),
+    /// An append to an append-only log (`persist` collections).
+    Append(Box<(super::append::AppendPush, super::append::AppendSettings)>),
+}
+
+impl Write {
+    /// Run the write at `key`; the caller holds the key's lock.
+    pub fn run(&self, store: &dyn Store, key: &str, now_ms: i64) -> Result<Written, SyncError> {
+        match self {
+            Write::Document(p) => write(store, key, p, now_ms),
+            Write::Append(a) => super::append::append(store, key, &a.0, &a.1, now_ms),
+        }
+    }
+}
+
+/// What a push of a JSON body to `col` asks for.
+#[derive(Debug)]
+pub enum Plan {
+    /// A write to run under the key's lock.
+    Write(Write),
+    /// Already answered: an append to a `persist: false` collection, which
+    /// stores nothing.
+    Done(Written),
+}
+
+/// Validate a push body for `col` at `key`: a document push or, for an
+/// append-only collection, an append.
+pub fn plan(
+    col: &crate::config::CollectionConfig,
+    body: Object,
+    key: &str,
+    presenter: Option<&str>,
+    now_ms: i64,
+) -> Result<Plan, SyncError> {
+    use super::append;
+    let Some(settings) = append::AppendSettings::of(col) else {
+        return Ok(Plan::Write(Write::Document(validate(
+            body, key, presenter,
+        )?)));
+    };
+    let push = append::validate_push(body, &settings, key, presenter, now_ms)?;
+    Ok(if settings.persist {
+        Plan::Write(Write::Append(Box::new((push, settings))))
+    } else {
+        Plan::Done(append::unstored(&push, now_ms))
+    })
 }
 
 /// The push answer `{"hash","timestamp"}`.
 pub fn answer(w: &Written) -> Value {
     let mut o = Object::with_capacity(2);
     o.insert("hash", w.hash.as_str().into());
-    o.insert("timestamp", Value::Number(w.ts as f64));
+    o.insert("timestamp", Value::Number(w.ts));
     Value::Object(o)
 }
 
@@ -317,7 +379,7 @@ mod tests {
             write(&store, "k2", &push(Some(&w.hash)), 3).unwrap(),
             Written {
                 hash: w.hash.clone(),
-                ts: 3
+                ts: 3.0
             }
         );
         // unparseable

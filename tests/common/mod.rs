@@ -58,6 +58,9 @@ pub struct Setup {
     pub http: ServerConfig,
     /// Any other server option (`--trusted-proxy`, `--config-endpoint`, ...).
     pub tweak: fn(&mut ServeOptions),
+    /// Keep documents in this directory (kept after the server stops, so a
+    /// test can restart on it) instead of a fresh one removed on drop.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A throw-away CA and a server certificate it signs, as PEM files in a
@@ -125,7 +128,13 @@ impl Setup {
                 ..ServerConfig::default()
             },
             tweak: |_| {},
+            data_dir: None,
         }
+    }
+    /// Store documents in `dir`, kept after the server stops.
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
     }
     /// Adjust the server options before start.
     pub fn tweak(mut self, f: fn(&mut ServeOptions)) -> Self {
@@ -182,7 +191,7 @@ impl TestServer {
         let root = temp_dir("srv");
         let config_path = root.join("config.json");
         std::fs::write(&config_path, &setup.config).expect("write config");
-        let data_dir = root.join("data");
+        let data_dir = setup.data_dir.clone().unwrap_or_else(|| root.join("data"));
         let replica = setup.replica.as_ref().map(|text| {
             let p = root.join("replica.json");
             std::fs::write(&p, text).expect("write replica settings");

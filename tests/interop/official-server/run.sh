@@ -5,7 +5,10 @@
 #  2. our replica (`examples/replica_interop.rs`) replicating from the official
 #     server on replica-primary.json with anonymous access off;
 #  3. CORS and security headers on the wire, the official server's
-#     middleware against our release binary's flags (`web_parity.mjs`).
+#     middleware against our release binary's flags (`web_parity.mjs`);
+#  4. append-only collections: the same 120 requests to the official server
+#     and to our release binary on append-parity.json, statuses and JSON
+#     bodies compared (`append_parity.mjs`).
 # Installs the Node dependencies from package-lock.json, starts each server
 # on a free port, runs the check, stops the server. Exit status: non-zero on
 # any failed check, or 1 if a server cannot be installed or started.
@@ -59,3 +62,5 @@ echo "official server as replica primary (anonymous off) on 127.0.0.1:$port2"
 echo "CORS and security headers: the official server's middleware against our flags"
 (cd "$root" && cargo build --quiet --release --bin starfish)
 STARFISH_BIN="$root/target/release/starfish" node "$here/web_parity.mjs"
+echo "append-only collections: the official server against our release binary"
+STARFISH_BIN="$root/target/release/starfish" node "$here/append_parity.mjs"
