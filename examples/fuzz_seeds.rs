@@ -183,4 +183,32 @@ fn main() {
     ] {
         write("config", n, c.as_bytes());
     }
+
+    // push_body: typical pushes, the body checks' edge cases, and the shapes
+    // whose cost depends on the input (many keys, repeated keys, nesting,
+    // escapes, long numbers).
+    let mut many = String::from("{\"data\":{");
+    for i in 0..300 {
+        many.push_str(&format!("\"k{i}\":{i},"));
+    }
+    many.push_str("\"k0\":{\"__proto__\":1}},\"baseHash\":null}");
+    for (n, b) in [
+        ("create", r#"{"data":{"text":"hello","n":1.5,"list":[1,{"a":null}]},"baseHash":null}"#.to_owned()),
+        ("update", format!(r#"{{"data":{{"a":1}},"baseHash":"{}"}}"#, "ab".repeat(32))),
+        ("empty-hash", r#"{"data":{},"baseHash":""}"#.to_owned()),
+        ("no-hash", r#"{"data":{"2":1,"10":2,"b":3,"a":4}}"#.to_owned()),
+        ("unsafe", r#"{"data":{"__proto__":{"x":1},"k":{"constructor":2,"prototype":3,"z":[{"__dict__":4}]}},"baseHash":null}"#.to_owned()),
+        ("dup-keys", r#"{"data":{"a":1,"b":2,"a":3,"a":{"c":4}},"baseHash":null,"baseHash":null}"#.to_owned()),
+        ("escapes", r#"{"data":{"s":"\ud800\udc00\ud800 \u00e9\n\"\\","\u0000":"\t"},"baseHash":null}"#.to_owned()),
+        ("numbers", r#"{"data":{"a":-0,"b":1e400,"c":0.1e-7,"d":12345678901234567890,"e":-1.5E+21},"baseHash":null}"#.to_owned()),
+        ("deep", format!(r#"{{"data":{}1{},"baseHash":null}}"#, "{\"a\":".repeat(60), "}".repeat(60))),
+        ("too-deep", format!(r#"{{"data":{}1{},"baseHash":null}}"#, "[".repeat(70), "]".repeat(70))),
+        ("bad-base", r#"{"data":{},"baseHash":1}"#.to_owned()),
+        ("no-data", r#"{"data":[],"baseHash":null}"#.to_owned()),
+        ("author-half", r#"{"data":{},"authorPubkey":"00"}"#.to_owned()),
+        ("bom", "\u{feff}{\"data\":{}}".to_owned()),
+        ("many-keys", many),
+    ] {
+        write("push_body", n, b.as_bytes());
+    }
 }

@@ -19,6 +19,7 @@
 //! | [`cap_cert`] | `proto::cap` | parse/verify never panic; minted caps verify; mutated caps fail with a reason |
 //! | [`stable_stringify`] | `canonical::stable_stringify` | idempotent; agrees with [`reference_stable_stringify`] |
 //! | [`config`] | `config::parse_config` | error or config, never a panic; an accepted config re-validates cleanly |
+//! | [`push_body`] | `sync::push` (body checks, validate, write) | no panic; linear work; stored data sanitised, hashed and pulled back consistently |
 
 use std::sync::OnceLock;
 
@@ -1091,5 +1092,70 @@ pub fn config(data: &[u8]) {
     let plan = crate::sync::ttl::SweepPlan::new(c);
     for (_, col) in c.all_collections() {
         let _ = plan.sweep_ttl(&col.storage_path);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 7. push_body
+// ---------------------------------------------------------------------------
+
+/// Work units ([`crate::proto::work`]) a push body of `len` bytes may cost
+/// in [`push_body`]: linear, with room for the per-entry constants.
+pub const PUSH_WORK_PER_BYTE: u64 = 16;
+
+/// An arbitrary push body through what a push does with it: the body checks
+/// (`parse_json_body`), `validate`, and the write (optimistic-concurrency
+/// check, sanitising, hashing, the stored envelope) into a memory store.
+/// Properties: no panic; the work counted is linear in the body
+/// ([`PUSH_WORK_PER_BYTE`], so a quadratic step fails here even on inputs
+/// too small to time out); a push that may create the document does, and
+/// what is stored decodes to sanitised data whose hash is the stored hash,
+/// and pulls back the same through the splicing fast path as through
+/// parsing; any other `baseHash` is a conflict. Run with libFuzzer's
+/// `-timeout` so a slow input becomes an artifact too.
+pub fn push_body(data: &[u8]) {
+    use crate::store::{MemoryStore, Store};
+    use crate::sync::{doc, push, SyncError};
+    let store = MemoryStore::new();
+    let key = "notes/fuzz";
+    let (outcome, units) = crate::proto::work::count(|| {
+        let body = push::parse_json_body(Some("application/json"), data)?;
+        let p = push::validate(body, key, None)?;
+        let w = push::write(&store, key, &p, 1_700_000_000_000);
+        Ok::<_, SyncError>((p, w))
+    });
+    assert!(
+        units <= PUSH_WORK_PER_BYTE * data.len() as u64 + 256,
+        "{units} work units for a {}-byte body",
+        data.len()
+    );
+    let Ok((p, written)) = outcome else {
+        return;
+    };
+    match p.base_hash.as_deref() {
+        None | Some("") => {
+            let w = written.expect("an empty store takes a create");
+            let raw = store.get(key).unwrap().expect("stored");
+            let doc::Read::Doc(d) = doc::decode(&raw) else {
+                panic!("stored envelope does not decode");
+            };
+            let Value::Object(stored) = &d.data else {
+                panic!("stored data is not an object");
+            };
+            assert!(
+                !crate::proto::sanitize::needs_sanitize(stored),
+                "stored data was not sanitised"
+            );
+            assert_eq!(d.hash_str(), w.hash);
+            assert_eq!(crate::proto::hash::object_hash(stored), w.hash);
+            let slow = json::to_js_json(&doc::pull_answer(Some(&d), 5, None));
+            let (fast, hash) = doc::splice_pull_answer(&raw, 5).expect("our envelope splices");
+            assert_eq!(fast, slow, "spliced pull differs from the parsed one");
+            assert_eq!(hash, w.hash);
+        }
+        Some(_) => assert!(
+            matches!(written, Err(SyncError::HashMismatch)),
+            "a baseHash on an empty store must conflict"
+        ),
     }
 }

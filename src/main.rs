@@ -22,7 +22,10 @@ Options for serve:
   --data-dir DIR          filesystem store directory (default ./starfish-data)
   --memory                keep documents in memory instead
   --base-path PREFIX      mount prefix (default /v1; use / for the root)
-  --no-anonymous          refuse requests without a cap-cert (401)
+  --no-anonymous          unsigned requests to non-public collections get 401
+                          (default: served as anonymous, so 403); public
+                          collections, and a batch pull's public entries, still
+                          answer unsigned requests, as the official server does
   --max-body-bytes N      hard bound on request bodies (default: the larger of
                           1 MiB and the largest collection maxBodyBytes)
   --max-connections N     open connection cap (default 256)

@@ -14,13 +14,14 @@ use starfish::fuzzing;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     ("http_head", fuzzing::http_head),
     ("canonical_request", fuzzing::canonical_request),
     ("verify_request", fuzzing::verify_request),
     ("cap_cert", fuzzing::cap_cert),
     ("stable_stringify", fuzzing::stable_stringify),
     ("config", fuzzing::config),
+    ("push_body", fuzzing::push_body),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -76,6 +77,73 @@ fn stable_stringify_corpus() {
 #[test]
 fn config_corpus() {
     replay(TARGETS[5].0, TARGETS[5].1);
+}
+#[test]
+fn push_body_corpus() {
+    replay(TARGETS[6].0, TARGETS[6].1);
+}
+
+/// The push-body property's work bound catches a quadratic step on inputs
+/// far too small for a timeout: many keys, repeated keys, many objects.
+#[test]
+fn push_body_work_bound_holds_on_large_bodies() {
+    let mut bodies = Vec::new();
+    for n in [1_000, 20_000] {
+        let keys: Vec<String> = (0..n).map(|i| format!("\"k{i}\":0")).collect();
+        bodies.push(format!(
+            r#"{{"data":{{{}}},"baseHash":null}}"#,
+            keys.join(",")
+        ));
+        // The same with a key to strip, so sanitising rebuilds the object.
+        bodies.push(format!(
+            r#"{{"data":{{{},"__proto__":1}},"baseHash":null}}"#,
+            keys.join(",")
+        ));
+        let same = vec![r#""k":0"#; n].join(",");
+        bodies.push(format!(r#"{{"data":{{{same}}},"baseHash":null}}"#));
+        let objects = vec![r#"{"a":1,"b":{"c":2}}"#; n].join(",");
+        bodies.push(format!(r#"{{"data":{{"l":[{objects}]}},"baseHash":null}}"#));
+        let top: Vec<String> = (0..n).map(|i| format!("\"x{i}\":0")).collect();
+        bodies.push(format!(r#"{{"data":{{}},{}}}"#, top.join(",")));
+    }
+    for b in &bodies {
+        fuzzing::push_body(b.as_bytes());
+    }
+}
+
+/// Keys equal in their first 8 bytes, a key and its NUL extension,
+/// multi-byte and surrogate keys, array-index keys: printed in the
+/// reference stableStringify's order.
+#[test]
+fn stable_stringify_orders_keys_like_the_reference() {
+    use starfish::proto::{canonical::stable_stringify, json};
+    let keys = [
+        "prefix--b",
+        "prefix--a",
+        "prefix--",
+        "prefix--ab",
+        "a\\u0000",
+        "a",
+        "b",
+        "\\u00ff",
+        "\\ud800",
+        "\\ud83d\\ude00",
+        "\\uffff",
+        "10",
+        "9",
+    ];
+    let text = format!(
+        "{{{}}}",
+        keys.iter()
+            .map(|k| format!("\"{k}\":1"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let v = json::parse(text.as_bytes()).unwrap();
+    assert_eq!(
+        stable_stringify(&v),
+        fuzzing::reference_stable_stringify(&v)
+    );
 }
 
 #[test]

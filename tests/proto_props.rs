@@ -182,6 +182,62 @@ fn naive(p: &str, t: &str) -> bool {
     )
 }
 
+/// The official `pathGlobMatch` loop, transcribed step by step (one
+/// backtrack point, re-scanning on every mismatch): the reference the
+/// linear matcher must agree with on every input.
+fn official_glob_loop(pattern: &str, target: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tok {
+        Any,
+        Seg,
+        Lit(char),
+    }
+    let mut toks = Vec::new();
+    let mut it = pattern.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '*' {
+            if it.peek() == Some(&'*') {
+                it.next();
+                toks.push(Tok::Any);
+            } else {
+                toks.push(Tok::Seg);
+            }
+        } else {
+            toks.push(Tok::Lit(c));
+        }
+    }
+    let target: Vec<char> = target.chars().collect();
+    let (mut i, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, Tok, usize)> = None;
+    while i < target.len() {
+        match toks.get(t) {
+            Some(Tok::Lit(c)) if *c == target[i] => {
+                i += 1;
+                t += 1;
+            }
+            Some(k @ (Tok::Any | Tok::Seg)) => {
+                star = Some((t, *k, i));
+                t += 1;
+            }
+            _ => match star.as_mut() {
+                Some((st, kind, si)) => {
+                    if *kind == Tok::Seg && target[*si] == '/' {
+                        return false;
+                    }
+                    *si += 1;
+                    i = *si;
+                    t = *st + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    while matches!(toks.get(t), Some(Tok::Any | Tok::Seg)) {
+        t += 1;
+    }
+    t == toks.len()
+}
+
 fn glob_alphabet() -> impl Strategy<Value = String> {
     prop::collection::vec(
         prop_oneof![Just('a'), Just('b'), Just('/'), Just('*')],
@@ -322,6 +378,82 @@ proptest! {
     }
 
     #[test]
+    fn objects_from_entries_follow_javascript_assignment(
+        keys in prop::collection::vec(0u16..400, 0..700),
+        long in any::<bool>(),
+    ) {
+        // Up to 700 entries: both the integer sort (under 256) and the
+        // radix sort order the positions.
+        // Keys that share their first 8 bytes when `long`, to exercise the
+        // full comparison behind the prefix.
+        let key = |k: u16| if long { format!("prefix--{k}") } else { format!("{k}") };
+        let entries: Vec<(json::JsString, Value)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| (key(k).into(), Value::Number(i as f64)))
+            .collect();
+        let mut naive = Object::new();
+        for (k, v) in entries.clone() {
+            naive.insert(k, v);
+        }
+        let built = Object::from_entries(entries.clone());
+        prop_assert_eq!(&built, &naive);
+        let collected: Object = entries.into_iter().collect();
+        prop_assert_eq!(&collected, &naive);
+        // And the parser agrees.
+        let text = format!(
+            "{{{}}}",
+            keys.iter().enumerate().map(|(i, &k)| format!("\"{}\":{i}", key(k))).collect::<Vec<_>>().join(",")
+        );
+        prop_assert_eq!(parse(text.as_bytes()).unwrap(), Value::Object(naive));
+    }
+
+    #[test]
+    fn sorted_iteration_is_byte_order(codes in prop::collection::vec(any::<u32>(), 0..700)) {
+        // Keys of 0 to 10 characters (ASCII, NUL, 2-, 3- and 4-byte UTF-8),
+        // some behind a shared 8-byte prefix, in small and large objects:
+        // stableStringify's order is plain byte order.
+        const ALPHA: [char; 6] = ['a', 'b', '\u{0}', 'é', '\u{ffff}', '😀'];
+        let key = |c: u32| {
+            let mut k = if c & 1 == 1 { String::from("prefix--") } else { String::new() };
+            let mut x = c >> 1;
+            for _ in 0..(x % 11) {
+                x /= 6;
+                k.push(ALPHA[(x % 6) as usize]);
+            }
+            k
+        };
+        let o: Object = codes
+            .iter()
+            .map(|&c| (json::JsString::from(key(c)), Value::Null))
+            .collect();
+        let mut expected: Vec<&[u8]> = o.iter().map(|(k, _)| k.as_bytes()).collect();
+        expected.sort();
+        let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
+        prop_assert_eq!(got, expected);
+        // The order kept from building the object follows later changes.
+        let mut o = o;
+        o.insert("added", Value::Null);
+        if let Some(first) = codes.first() {
+            o.remove(&key(*first));
+        }
+        let mut expected: Vec<&[u8]> = o.iter().map(|(k, _)| k.as_bytes()).collect();
+        expected.sort();
+        let got: Vec<&[u8]> = o.iter_sorted().map(|(k, _)| k.as_bytes()).collect();
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn glob_gives_the_official_loops_answer(
+        p in prop::collection::vec(prop_oneof![Just('a'), Just('b'), Just('é'), Just('/'), Just('*')], 0..12)
+            .prop_map(|v| v.into_iter().collect::<String>()),
+        t in prop::collection::vec(prop_oneof![Just('a'), Just('b'), Just('é'), Just('/')], 0..14)
+            .prop_map(|v| v.into_iter().collect::<String>()),
+    ) {
+        prop_assert_eq!(scope::glob_match(&p, &t), official_glob_loop(&p, &t), "{:?} vs {:?}", p, t);
+    }
+
+    #[test]
     fn glob_matches_are_sound(p in glob_alphabet(), t in target_alphabet()) {
         // The official single-backtrack matcher never accepts what a full
         // backtracking matcher rejects.
@@ -393,22 +525,64 @@ proptest! {
 fn glob_stays_linear_on_adversarial_patterns() {
     let n = 20_000;
     let target = "a".repeat(n);
-    for (pattern, k) in [
-        ("**a".repeat(50) + "b", 50),
-        ("*a".repeat(50) + "*b", 50),
-        ("**a**a**a**a".to_string() + "b", 4),
+    for pattern in [
+        "**a".repeat(50) + "b",
+        "*a".repeat(50) + "*b",
+        "**a**a**a**a".to_string() + "b",
+        // The official loop's worst case: a long literal after a star that
+        // almost matches at every position (O(pattern x target) there).
+        "**".to_string() + &"a".repeat(n / 2) + "b",
     ] {
         let (matched, steps) = scope::glob_match_counting(&pattern, &target);
         assert!(!matched);
         assert!(
-            steps <= 4 * (n as u64 + k as u64 * 3),
-            "{pattern}: {steps} steps for a {n}-char target"
+            steps <= 3 * (n + pattern.len()) as u64,
+            "{}...: {steps} steps for a {n}-char target",
+            &pattern[..20]
         );
     }
-    // Doubling the target doubles the work.
-    let (_, s1) = scope::glob_match_counting(&("**a".repeat(20) + "b"), &"a".repeat(10_000));
-    let (_, s2) = scope::glob_match_counting(&("**a".repeat(20) + "b"), &"a".repeat(20_000));
+    // Doubling pattern and target doubles the work.
+    let work = |k: usize| {
+        let pattern = format!("users/**{}b", "a".repeat(k));
+        scope::glob_match_counting(&pattern, &format!("users/{}/x", "a".repeat(2 * k))).1
+    };
+    let (s1, s2) = (work(5_000), work(10_000));
     assert!(s2 <= 2 * s1 + 100, "{s1} -> {s2}");
+}
+
+#[test]
+fn scope_check_work_is_bounded_by_its_input() {
+    // Many patterns, each scanning a long path: linear in the input
+    // (bounded), and the check fails closed past the bound.
+    let check = |k: usize| {
+        let paths: Vec<String> = (0..k).map(|i| format!("**x{i}**")).collect();
+        let path = "a/".repeat(4 * k);
+        let input = paths.iter().map(String::len).sum::<usize>() + path.len();
+        let (allowed, units) =
+            starfish::proto::work::count(|| scope::match_scope_path(&path, Some(&paths)));
+        assert!(!allowed);
+        (units, input as u64)
+    };
+    for k in [100, 200, 400, 800, 1600] {
+        let (units, input) = check(k);
+        assert!(
+            units
+                <= scope::SCOPE_WORK_FACTOR as u64 * (input + k as u64)
+                    + scope::SCOPE_WORK_FLOOR
+                    + 3 * input,
+            "{k} patterns: {units} units for {input} input bytes"
+        );
+    }
+    // A real cap: a few patterns, one of which matches a long path.
+    let paths = vec![
+        "notes/**".to_owned(),
+        "users/u1/**".to_owned(),
+        "!users/u1/secret".to_owned(),
+    ];
+    assert!(scope::match_scope_path(
+        &format!("users/u1/{}", "d/".repeat(2000)),
+        Some(&paths)
+    ));
 }
 
 #[test]
@@ -465,4 +639,12 @@ fn duplicate_keys_keep_first_position_last_value() {
 fn invalid_utf8_in_strings_becomes_replacement_characters() {
     let v = parse(b"\"a\xffb\"").unwrap();
     assert_eq!(v.as_str(), Some("a\u{fffd}b"));
+}
+
+/// The key order an object keeps costs one pointer: a value stays 32 bytes
+/// on 64-bit targets (every document is a tree of them).
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn a_value_stays_32_bytes() {
+    assert_eq!(std::mem::size_of::<Value>(), 32);
 }

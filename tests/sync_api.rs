@@ -285,6 +285,66 @@ fn path_params_are_percent_decoded_then_validated() {
         .assert_error(400, "Invalid path parameter");
 }
 
+#[test]
+fn ids_the_store_cannot_hold_are_400_before_the_store() {
+    // A segment over 200 bytes is client input the store refuses: the
+    // protocol's 400 for a bad path parameter, in every route that reads or
+    // writes (the official filesystem store answers 500; COMPATIBILITY.md).
+    let s = server();
+    let t0 = now_ms();
+    let long = "a".repeat(201);
+    let at_limit = "b".repeat(200);
+    s.get(&format!("/v1/pull/pub/{long}"))
+        .assert_error(400, "Invalid path parameter");
+    s.post_json(&format!("/v1/push/pub/{long}"), &push_body("{}", None))
+        .assert_error(400, "Invalid path parameter");
+    // The body checks keep their official place before it.
+    s.post_json(&format!("/v1/push/pub/{long}"), r#"{"data":[]}"#)
+        .assert_error(400, "Missing or invalid data");
+    // Bundle pull and member push.
+    s.get(&format!("/v1/pull/users/{long}/data"))
+        .assert_error(400, "Invalid path parameter");
+    // Binary collections.
+    s.get(&format!("/v1/pull/files/{long}"))
+        .assert_error(400, "Invalid path parameter");
+    Req::new("POST", &format!("/v1/push/files/{long}"))
+        .header("Content-Type", "text/plain")
+        .body(b"hi")
+        .send(&s)
+        .assert_error(400, "Invalid path parameter");
+    // A batch entry, next to a good one.
+    let params = format!(r#"{{"pub":[{{"id":"{long}"}},{{"id":"x"}}]}}"#);
+    let r = s.get(&batch_url("/v1", "pub", Some(&params)));
+    assert_eq!(
+        batch_shape(&r, t0),
+        r#"{"collections":{"pub":[{"error":"Invalid path parameter"},{"data":{},"hash":"","timestamp":{TS}}]}}"#
+    );
+    // At the limit everything works.
+    push_ok(
+        &s,
+        &format!("/v1/push/pub/{at_limit}"),
+        &push_body(DARK, None),
+    );
+    s.get(&format!("/v1/pull/pub/{at_limit}")).assert_json_ts(
+        200,
+        &format!(r#"{{"data":{DARK},"hash":"{DARK_HASH}","timestamp":{{TS}}}}"#),
+        t0,
+    );
+    // Nothing with the long id reached the disk.
+    fn names(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            out.push(e.file_name().to_string_lossy().into_owned());
+            if e.path().is_dir() {
+                names(&e.path(), out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    names(&s.data_dir, &mut all);
+    assert!(all.iter().any(|n| n.contains(&at_limit)), "{all:?}");
+    assert!(!all.iter().any(|n| n.contains(&long)), "{all:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Pull (wire.md §4, documents.md §6)
 

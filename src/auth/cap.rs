@@ -19,7 +19,7 @@ use crate::proto::cap::{self as capcert, CapCert, CapHeaderError, CapKind};
 use crate::proto::hash::sha256;
 use crate::proto::request_sig::{self, RequestToSign};
 use crate::proto::scope;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Options of the cap-cert resolver; the defaults are the official ones.
@@ -304,19 +304,85 @@ impl CapResolver {
 
 /// `synthesizeRoles`: `cap:<op>:<collection>` for every pair (taken
 /// literally, `*` included), plus `device:root` for a self-signed device cap.
+///
+/// Repeated ops and collections add nothing, so they are dropped first
+/// (keeping first occurrences, which gives the same roles in the same order
+/// as the official nested loop) and the work is linear in the cap.
 pub fn synthesize_roles(cert: &CapCert) -> Vec<String> {
+    fn distinct(v: Vec<String>) -> Vec<String> {
+        let mut seen = HashSet::new();
+        v.into_iter().filter(|x| seen.insert(x.clone())).collect()
+    }
+    let ops = distinct(cert.scope_ops());
+    let collections = distinct(cert.scope_collections());
+    let mut seen = HashSet::new();
     let mut roles: Vec<String> = Vec::new();
-    let collections = cert.scope_collections();
-    for op in cert.scope_ops() {
+    for op in &ops {
         for col in &collections {
             let r = format!("cap:{op}:{col}");
-            if !roles.contains(&r) {
+            if seen.insert(r.clone()) {
                 roles.push(r);
             }
         }
     }
+    crate::proto::work::add(ops.len() * collections.len());
     if cert.is_root_device_cap() {
         roles.push(ROLE_ROOT_DEVICE.to_owned());
     }
     roles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::json::{Object, Value};
+
+    fn cert(ops: &[&str], cols: &[String]) -> CapCert {
+        let arr = |xs: Vec<Value>| Value::Array(xs);
+        let mut scope = Object::new();
+        scope.insert("ops", arr(ops.iter().map(|s| Value::from(*s)).collect()));
+        scope.insert(
+            "collections",
+            arr(cols.iter().map(|s| Value::from(s.as_str())).collect()),
+        );
+        let mut o = Object::new();
+        o.insert("kind", "device".into());
+        o.insert("scope", Value::Object(scope));
+        CapCert::from_value(Value::Object(o))
+    }
+
+    /// The official nested loop, as it reads.
+    fn naive(ops: &[&str], cols: &[String]) -> Vec<String> {
+        let mut roles: Vec<String> = Vec::new();
+        for op in ops {
+            for col in cols {
+                let r = format!("cap:{op}:{col}");
+                if !roles.contains(&r) {
+                    roles.push(r);
+                }
+            }
+        }
+        roles
+    }
+
+    #[test]
+    fn roles_match_the_nested_loop_in_order() {
+        let cols: Vec<String> = ["b", "*", "a", "b", "a:x"].map(String::from).to_vec();
+        let ops = ["write", "read", "write", "list", "read"];
+        assert_eq!(synthesize_roles(&cert(&ops, &cols)), naive(&ops, &cols));
+    }
+
+    #[test]
+    fn repeated_ops_and_collections_cost_linear_work() {
+        let work = |n: usize| {
+            let cols: Vec<String> = (0..n).map(|i| format!("c{}", i % 7)).collect();
+            let ops: Vec<&str> = ["read", "write"].iter().copied().cycle().take(n).collect();
+            let c = cert(&ops, &cols);
+            let (roles, units) = crate::proto::work::count(|| synthesize_roles(&c));
+            assert_eq!(roles.len(), 14);
+            units
+        };
+        let (a, b) = (work(1000), work(2000));
+        assert!(b <= 2 * a + 64, "{a} -> {b}");
+    }
 }

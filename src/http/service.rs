@@ -233,7 +233,7 @@ impl Service {
         log::debug!(
             "{} {} -> {}",
             ctx.method,
-            ctx.path_and_query,
+            crate::proto::encoding::clip(&ctx.path_and_query, 256),
             u16::from(res.status())
         );
         res
@@ -373,7 +373,10 @@ impl Service {
         let body = self
             .store_op(move |s| list::run(s, &prefix, after.as_deref(), limit))
             .await
-            .map_err(SyncError::from)?;
+            // Not `SyncError::from`, which answers a refused key 400: the
+            // refused empty prefix is the official filesystem store's plain
+            // 500 (COMPATIBILITY.md).
+            .map_err(SyncError::Store)?;
         Ok(json_ok(&body))
     }
 
@@ -391,6 +394,7 @@ impl Service {
         if keys::is_unsafe_key(&key) {
             return Err(SyncError::InvalidPathParameter.into());
         }
+        keys::check_storable(&key)?;
         if col.is_binary() {
             return self.binary_pull(ctx, col, key).await;
         }
@@ -591,6 +595,7 @@ impl Service {
             }
             .into());
         }
+        keys::check_storable(&key)?;
         let hash = sha256_hex(&ctx.body);
         let bytes = ctx.body.clone();
         let _guard = self.locks.lock(&key).await;
@@ -637,6 +642,7 @@ impl Service {
             })
             .map(|m| (m.name.clone(), format!("{base}/{}", m.name)))
             .collect();
+        keys.iter().try_for_each(|(_, k)| keys::check_storable(k))?;
         let docs = self
             .store_op(move |s| {
                 keys.into_iter()

@@ -1,8 +1,8 @@
 //! Document hashes: lowercase hex SHA-256 of the canonical JSON bytes.
 
-use super::canonical::write_canonical;
+use super::canonical::{write_canonical, write_object, KeyOrder};
 use super::encoding::hex_encode;
-use super::json::Value;
+use super::json::{Object, Value};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of `bytes`.
@@ -25,5 +25,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn document_hash(data: &Value) -> String {
     let mut buf = Vec::new();
     write_canonical(&mut buf, data);
+    sha256_hex(&buf)
+}
+
+/// [`document_hash`] of an object, without copying it into a [`Value`].
+pub fn object_hash(data: &Object) -> String {
+    let mut buf = Vec::new();
+    write_object(&mut buf, data, KeyOrder::Sorted);
     sha256_hex(&buf)
 }

@@ -13,6 +13,11 @@
 //!   keys (`"0"`, `"1"`, ...) first in ascending order, then the others in
 //!   insertion order ([`to_js_json`]).
 //!
+//! The printer lives here too ([`write_value`] with a [`KeyOrder`]):
+//! JavaScript numbers and string escapes, keys in JavaScript or sorted
+//! order. `canonical` builds `stableStringify` on it; this module uses
+//! nothing of `canonical`, so the two do not import each other.
+//!
 //! The parser is recursive but bounded: past `max_depth` it switches to an
 //! iterative syntax check, so hostile input can neither overflow the stack
 //! nor hide a syntax error behind a depth error.
@@ -22,37 +27,97 @@ use std::fmt;
 /// A JavaScript string: UTF-8, except that lone surrogates are allowed and
 /// encoded as three-byte sequences (WTF-8). Byte order equals code-point order,
 /// which is the order `stableStringify` sorts keys in.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct JsString(Box<[u8]>);
+///
+/// Short strings (most object keys) are stored inline, without an
+/// allocation of their own.
+#[derive(Clone)]
+pub struct JsString(Repr);
+
+/// Longest string stored inline.
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline(u8, [u8; INLINE]),
+    Heap(Box<[u8]>),
+}
 
 impl JsString {
+    fn from_bytes(b: &[u8]) -> Self {
+        if b.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            JsString(Repr::Inline(b.len() as u8, buf))
+        } else {
+            JsString(Repr::Heap(b.into()))
+        }
+    }
     /// The WTF-8 bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline(n, buf) => &buf[..*n as usize],
+            Repr::Heap(b) => b,
+        }
     }
     /// The string, when it holds no lone surrogate.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
     /// The string with lone surrogates replaced by U+FFFD.
     pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.0).into_owned()
+        String::from_utf8_lossy(self.as_bytes()).into_owned()
     }
     /// Build from WTF-8 bytes produced by this module.
     fn from_wtf8(bytes: Vec<u8>) -> Self {
-        JsString(bytes.into_boxed_slice())
+        if bytes.len() <= INLINE {
+            JsString::from_bytes(&bytes)
+        } else {
+            JsString(Repr::Heap(bytes.into_boxed_slice()))
+        }
+    }
+}
+
+impl Default for JsString {
+    fn default() -> Self {
+        JsString::from_bytes(b"")
+    }
+}
+
+impl PartialEq for JsString {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for JsString {}
+
+impl std::hash::Hash for JsString {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for JsString {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for JsString {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
 impl From<&str> for JsString {
     fn from(s: &str) -> Self {
-        JsString(s.as_bytes().into())
+        JsString::from_bytes(s.as_bytes())
     }
 }
 
 impl From<String> for JsString {
     fn from(s: String) -> Self {
-        JsString(s.into_bytes().into_boxed_slice())
+        JsString::from_wtf8(s.into_bytes())
     }
 }
 
@@ -70,20 +135,34 @@ impl fmt::Display for JsString {
 
 impl PartialEq<str> for JsString {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for JsString {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == other.as_bytes()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 /// A JSON object: entries in insertion order, keys unique.
-#[derive(Clone, PartialEq, Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct Object {
     entries: Vec<(JsString, Value)>,
+    /// The positions in key order, when [`Object::from_entries`] already
+    /// computed them (large objects without repeated keys), so hashing
+    /// does not sort the keys a second time. Cleared by any change to the
+    /// set of keys. Boxed so it costs one pointer: `Object`, and so
+    /// `Value`, stay 32 bytes (a `Vec` or boxed slice here makes every
+    /// value 40).
+    #[allow(clippy::box_collection)]
+    sorted: Option<Box<Vec<u32>>>,
+}
+
+impl PartialEq for Object {
+    fn eq(&self, other: &Object) -> bool {
+        self.entries == other.entries
+    }
 }
 
 impl Object {
@@ -93,6 +172,7 @@ impl Object {
     pub fn with_capacity(n: usize) -> Self {
         Object {
             entries: Vec::with_capacity(n),
+            sorted: None,
         }
     }
     pub fn len(&self) -> usize {
@@ -101,45 +181,52 @@ impl Object {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
-    /// Look a key up.
+    /// The position of `key`, by a linear scan (counted in [`super::work`]).
+    fn position(&self, key: &[u8]) -> Option<usize> {
+        let pos = self.entries.iter().position(|(k, _)| k.as_bytes() == key);
+        super::work::add(pos.map_or(self.entries.len(), |p| p + 1));
+        pos
+    }
+    /// Look a key up. Linear in the number of entries: fine for the few
+    /// lookups a request makes; build objects with [`Object::from_entries`]
+    /// (or `collect`).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.get_bytes(key.as_bytes())
     }
     /// Look a key up by its WTF-8 bytes.
     pub fn get_bytes(&self, key: &[u8]) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_bytes() == key)
-            .map(|(_, v)| v)
+        self.position(key).map(|p| &self.entries[p].1)
     }
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
-        self.entries
-            .iter_mut()
-            .find(|(k, _)| k.as_bytes() == key.as_bytes())
-            .map(|(_, v)| v)
+        self.position(key.as_bytes())
+            .map(|p| &mut self.entries[p].1)
     }
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
     /// Set a key. An existing key keeps its position (JavaScript semantics).
+    /// Linear in the number of entries: to build an object key by key, use
+    /// [`Object::from_entries`] (or `collect`), which is not.
     pub fn insert(&mut self, key: impl Into<JsString>, value: Value) {
         let key = key.into();
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.entries.push((key, value)),
+        match self.position(key.as_bytes()) {
+            Some(p) => self.entries[p].1 = value,
+            None => {
+                self.sorted = None;
+                self.entries.push((key, value));
+            }
         }
     }
     /// Append without checking for an existing key; the caller guarantees
     /// uniqueness.
     pub(crate) fn push_unique(&mut self, key: JsString, value: Value) {
+        self.sorted = None;
         self.entries.push((key, value));
     }
     /// Remove a key, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        let pos = self
-            .entries
-            .iter()
-            .position(|(k, _)| k.as_bytes() == key.as_bytes())?;
+        let pos = self.position(key.as_bytes())?;
+        self.sorted = None;
         Some(self.entries.remove(pos).1)
     }
     /// Entries in insertion order.
@@ -191,12 +278,184 @@ fn array_index(key: &[u8]) -> Option<u32> {
 }
 
 impl FromIterator<(JsString, Value)> for Object {
+    /// JavaScript assignment semantics (see [`Object::from_entries`]).
     fn from_iter<I: IntoIterator<Item = (JsString, Value)>>(iter: I) -> Self {
-        let mut o = Object::new();
-        for (k, v) in iter {
-            o.insert(k, v);
+        Object::from_entries(iter.into_iter().collect())
+    }
+}
+
+impl Object {
+    /// An object from entries in assignment order, with JavaScript
+    /// semantics for repeated keys: a key keeps the position of its first
+    /// occurrence and the value of its last. O(n log n): small objects are
+    /// checked pairwise, larger ones by sorting positions by key (each
+    /// key's first 8 bytes ride along, so most comparisons stay in the
+    /// sorted array) and reading repeats off adjacent runs.
+    pub fn from_entries(mut entries: Vec<(JsString, Value)>) -> Object {
+        const SCAN_LIMIT: usize = 16;
+        let n = entries.len();
+        // (i, j): entry j repeats the key first seen at i; ascending j per i.
+        let mut later: Vec<(usize, usize)> = Vec::new();
+        let mut sorted = None;
+        if n <= SCAN_LIMIT {
+            super::work::add(n * n / 2);
+            for j in 1..n {
+                // The smallest such i is the first occurrence.
+                if let Some(i) = (0..j).find(|&i| entries[i].0 == entries[j].0) {
+                    later.push((i, j));
+                }
+            }
+        } else {
+            super::work::add(n);
+            let order = sorted_positions(&entries);
+            let key = |i: u32| entries[i as usize].0.as_bytes();
+            let mut g = 0;
+            while g < order.len() {
+                let mut e = g + 1;
+                while e < order.len() && key(order[e]) == key(order[g]) {
+                    later.push((order[g] as usize, order[e] as usize));
+                    e += 1;
+                }
+                g = e;
+            }
+            sorted = Some(Box::new(order));
         }
-        o
+        if later.is_empty() {
+            return Object { entries, sorted };
+        }
+        // Move each repeat's value to the first occurrence (in order, so the
+        // last one wins), then drop the repeats.
+        let mut dropped = vec![false; n];
+        for (i, j) in later {
+            let v = std::mem::replace(&mut entries[j].1, Value::Null);
+            entries[i].1 = v;
+            dropped[j] = true;
+        }
+        let mut n = 0;
+        entries.retain(|_| {
+            n += 1;
+            !dropped[n - 1]
+        });
+        Object {
+            entries,
+            sorted: None,
+        }
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for JsString {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// The first 8 bytes of a key as a big-endian integer (zero-padded): its
+/// order agrees with the byte order of the keys wherever they differ there.
+#[inline]
+fn key_prefix(k: &[u8]) -> u64 {
+    // Byte by byte for short keys: a partial copy into a buffer read back
+    // as one integer costs a memcpy call and a store-forwarding stall.
+    match k.first_chunk::<8>() {
+        Some(b) => u64::from_be_bytes(*b),
+        None => k
+            .iter()
+            .enumerate()
+            .fold(0, |v, (i, &b)| v | u64::from(b) << (56 - 8 * i)),
+    }
+}
+
+/// Positions of `entries` ordered by key bytes, equal keys by position.
+/// O(n log n): the positions are ordered by each key's first 8 bytes
+/// without comparing keys (small objects: sorted as plain integers; larger
+/// ones: a stable byte-wise radix sort, linear), then only runs that share
+/// those 8 bytes are ordered by their whole keys.
+pub(crate) fn sorted_positions(entries: &[(JsString, Value)]) -> Vec<u32> {
+    /// Below this many entries an integer sort beats the radix passes'
+    /// fixed cost (eight 256-entry tables).
+    const RADIX_FROM: usize = 256;
+    let prefixes: Vec<u64> = entries
+        .iter()
+        .map(|(k, _)| key_prefix(k.as_bytes()))
+        .collect();
+    let mut out: Vec<u32> = if entries.len() < RADIX_FROM {
+        let mut ix: Vec<u128> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (u128::from(p) << 32) | i as u128)
+            .collect();
+        ix.sort_unstable();
+        ix.iter().map(|&x| x as u32).collect()
+    } else {
+        radix_positions(&prefixes)
+    };
+    let mut g = 0;
+    while g < out.len() {
+        let p = prefixes[out[g] as usize];
+        let mut e = g + 1;
+        while e < out.len() && prefixes[out[e] as usize] == p {
+            e += 1;
+        }
+        if e - g > 1 {
+            // Positions are ascending here; a stable sort keeps them so
+            // within equal keys.
+            out[g..e].sort_by(|&a, &b| {
+                entries[a as usize]
+                    .0
+                    .as_bytes()
+                    .cmp(entries[b as usize].0.as_bytes())
+            });
+        }
+        g = e;
+    }
+    out
+}
+
+/// Positions `0..prefixes.len()` ordered by prefix, equal prefixes by
+/// position: a least-significant-byte-first radix sort (each pass is
+/// stable), skipping the bytes every prefix shares (short keys leave their
+/// low bytes zero). At most 9 linear passes.
+fn radix_positions(prefixes: &[u64]) -> Vec<u32> {
+    let n = prefixes.len();
+    let mut counts = [[0u32; 256]; 8];
+    for &p in prefixes {
+        for (b, c) in counts.iter_mut().enumerate() {
+            c[((p >> (8 * b)) & 0xff) as usize] += 1;
+        }
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut next = vec![0u32; n];
+    for (b, c) in counts.iter().enumerate() {
+        if c.iter().any(|&x| x as usize == n) {
+            continue;
+        }
+        let mut at = [0u32; 256];
+        let mut sum = 0;
+        for (a, &x) in at.iter_mut().zip(c.iter()) {
+            *a = sum;
+            sum += x;
+        }
+        for &i in &order {
+            let d = ((prefixes[i as usize] >> (8 * b)) & 0xff) as usize;
+            next[at[d] as usize] = i;
+            at[d] += 1;
+        }
+        std::mem::swap(&mut order, &mut next);
+    }
+    order
+}
+
+impl Object {
+    /// The entries ordered by key bytes (code-point order), as
+    /// `stableStringify` prints them.
+    pub fn iter_sorted(&self) -> impl Iterator<Item = (&JsString, &Value)> {
+        let order: std::borrow::Cow<'_, [u32]> = match &self.sorted {
+            Some(s) if s.len() == self.entries.len() => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(sorted_positions(&self.entries)),
+        };
+        (0..order.len()).map(move |i| {
+            let (k, v) = &self.entries[order[i] as usize];
+            (k, v)
+        })
     }
 }
 
@@ -443,13 +702,11 @@ impl Parser<'_> {
 
     fn object(&mut self, depth: usize) -> Result<Value, ParseError> {
         self.i += 1;
-        let mut out = Object::new();
-        // Small objects dedupe by linear scan; large ones through an index.
-        let mut index: Option<std::collections::HashMap<JsString, usize>> = None;
+        let mut out: Vec<(JsString, Value)> = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(Value::Object(out));
+            return Ok(Value::Object(Object::new()));
         }
         loop {
             self.ws();
@@ -464,31 +721,13 @@ impl Parser<'_> {
             self.i += 1;
             self.ws();
             let v = self.value(depth)?;
-            if out.len() >= 32 && index.is_none() {
-                index = Some(
-                    out.entries
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (k, _))| (k.clone(), i))
-                        .collect(),
-                );
-            }
-            match &mut index {
-                Some(ix) => match ix.get(&key) {
-                    Some(&pos) => out.entries[pos].1 = v,
-                    None => {
-                        ix.insert(key.clone(), out.entries.len());
-                        out.push_unique(key, v);
-                    }
-                },
-                None => out.insert(key, v),
-            }
+            out.push((key, v));
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
-                    return Ok(Value::Object(out));
+                    return Ok(Value::Object(Object::from_entries(out)));
                 }
                 _ => return self.err(),
             }
@@ -499,6 +738,18 @@ impl Parser<'_> {
         let start = self.i;
         let end = scan_number(self.s, self.i).ok_or(ParseError::Syntax(self.i))?;
         self.i = end;
+        // Short integers (below 2^53, so exact) without the float parser.
+        let text = &self.s[start..end];
+        let (neg, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        if digits.len() <= 15 && digits.iter().all(u8::is_ascii_digit) {
+            let n = digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64;
+            return Ok(if neg { -n } else { n });
+        }
         // The grammar was checked, so the text is ASCII and Rust's parser
         // (correctly rounded, overflow to infinity) accepts it.
         let text =
@@ -522,6 +773,19 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<JsString, ParseError> {
         self.i += 1; // opening quote
+                     // The usual case, a run of plain bytes up to the closing quote:
+                     // one exact allocation.
+        let start = self.i;
+        let mut end = start;
+        while end < self.s.len() && !STRING_SPECIAL[self.s[end] as usize] {
+            end += 1;
+        }
+        if self.s.get(end) == Some(&b'"') {
+            if let Ok(text) = std::str::from_utf8(&self.s[start..end]) {
+                self.i = end + 1;
+                return Ok(JsString::from_bytes(text.as_bytes()));
+            }
+        }
         let mut out: Vec<u8> = Vec::new();
         loop {
             // Copy a run of plain bytes.
@@ -792,5 +1056,164 @@ pub fn to_js_json(v: &Value) -> Vec<u8> {
 
 /// Append `JSON.stringify(v)` to `out`.
 pub fn write_js_json(out: &mut Vec<u8>, v: &Value) {
-    crate::proto::canonical::write_value(out, v, crate::proto::canonical::KeyOrder::JavaScript);
+    write_value(out, v, KeyOrder::JavaScript);
+}
+
+/// How object keys are ordered on output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// By code point (`stableStringify`).
+    Sorted,
+    /// JavaScript property order (`JSON.stringify`).
+    JavaScript,
+}
+
+/// Append `v` as compact JSON with JavaScript scalars and the given key order.
+pub fn write_value(out: &mut Vec<u8>, v: &Value, order: KeyOrder) {
+    match v {
+        Value::Object(o) => write_object(out, o, order),
+        Value::Array(a) => {
+            out.push(b'[');
+            for (n, v) in a.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_value(out, v, order);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(out, scalar),
+    }
+}
+
+/// Append an object as [`write_value`] would print it as a value (without
+/// copying it into one). Sorting keys is O(k log k) per object.
+pub fn write_object(out: &mut Vec<u8>, o: &Object, order: KeyOrder) {
+    out.push(b'{');
+    let mut member = |n: usize, k: &JsString, v: &Value| {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_quoted(out, k.as_bytes());
+        out.push(b':');
+        write_value(out, v, order);
+    };
+    match order {
+        KeyOrder::JavaScript => {
+            for (n, (k, v)) in o.iter_js_order().into_iter().enumerate() {
+                member(n, k, v);
+            }
+        }
+        KeyOrder::Sorted => {
+            for (n, (k, v)) in o.iter_sorted().enumerate() {
+                member(n, k, v);
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+/// Append a scalar (`null`, boolean, number, string). Containers are not
+/// scalars; they print as `null` here and must go through a writer above.
+pub(crate) fn write_scalar(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null | Value::Array(_) | Value::Object(_) => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => push_js_number(out, *n),
+        Value::String(s) => write_quoted(out, s.as_bytes()),
+    }
+}
+
+/// A number as JSON text the way JavaScript prints it: `NaN` and infinities
+/// are `null`, `-0` is `0`, otherwise `Number.prototype.toString()`.
+pub fn js_number(n: f64) -> String {
+    let mut out = Vec::with_capacity(24);
+    push_js_number(&mut out, n);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn push_js_number(out: &mut Vec<u8>, n: f64) {
+    if !n.is_finite() {
+        out.extend_from_slice(b"null");
+    } else if n == 0.0 {
+        out.push(b'0');
+    } else {
+        let mut buf = ryu_js::Buffer::new();
+        out.extend_from_slice(buf.format_finite(n).as_bytes());
+    }
+}
+
+/// Append a WTF-8 string quoted as `JSON.stringify` quotes it: `"` and `\`
+/// escaped, control characters as `\b \t \n \f \r` or `\u00xx`, lone
+/// surrogates as `\udxxx`, everything else raw.
+pub fn write_quoted(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    let mut i = 0;
+    while i < s.len() {
+        // Skip the bytes that are copied as they are (the common case).
+        while i < s.len() && !NEEDS_CARE[s[i] as usize] {
+            i += 1;
+        }
+        if i == s.len() {
+            break;
+        }
+        let b = s[i];
+        let esc: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            0x08 => Some(b"\\b"),
+            b'\t' => Some(b"\\t"),
+            b'\n' => Some(b"\\n"),
+            0x0c => Some(b"\\f"),
+            b'\r' => Some(b"\\r"),
+            _ => None,
+        };
+        if let Some(e) = esc {
+            out.extend_from_slice(&s[run..i]);
+            out.extend_from_slice(e);
+            i += 1;
+            run = i;
+        } else if b < 0x20 {
+            out.extend_from_slice(&s[run..i]);
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
+            i += 1;
+            run = i;
+        } else if b == 0xED && i + 2 < s.len() && s[i + 1] >= 0xA0 {
+            // A WTF-8 encoded surrogate, U+D800..U+DFFF.
+            let cp = 0xD000 | (u32::from(s[i + 1] & 0x3F) << 6) | u32::from(s[i + 2] & 0x3F);
+            out.extend_from_slice(&s[run..i]);
+            out.extend_from_slice(b"\\u");
+            for shift in [12, 8, 4, 0] {
+                out.push(HEX[((cp >> shift) & 15) as usize]);
+            }
+            i += 3;
+            run = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&s[run..]);
+    out.push(b'"');
+}
+
+/// Bytes that may need escaping: the ones that end a plain run inside a JSON
+/// string (controls, `"`, `\\`) and 0xED, the lead byte of a possibly lone
+/// surrogate.
+static NEEDS_CARE: [bool; 256] = {
+    let mut t = STRING_SPECIAL;
+    t[0xED] = true;
+    t
+};
+
+/// Quote a `&str` as `JSON.stringify` does.
+pub fn quote(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_quoted(&mut out, s.as_bytes());
+    String::from_utf8(out).unwrap_or_default()
 }

@@ -18,6 +18,7 @@
 //! | [`request_sig`] | request signing input, sign, verify, timestamp checks |
 //! | [`scope`] | path globs, scope-path matching, batch-path recognition |
 //! | [`identity`] | `userId`, root identity from a passphrase |
+//! | [`work`] | a per-thread work counter that complexity tests read |
 
 pub mod canonical;
 pub mod cap;
@@ -29,3 +30,4 @@ pub mod merge;
 pub mod request_sig;
 pub mod sanitize;
 pub mod scope;
+pub mod work;

@@ -9,81 +9,92 @@
 //! assert!(!match_scope_path("vault/secret/child", Some(&paths)));
 //! ```
 
+/// A star of a glob pattern.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Tok {
+enum Star {
     /// `**`: any run of characters.
     Any,
     /// `*`: any run of characters without `/`.
     Seg,
-    Lit(char),
-}
-
-fn tokenize(pattern: &str) -> Vec<Tok> {
-    let mut toks = Vec::with_capacity(pattern.len());
-    let mut it = pattern.chars().peekable();
-    while let Some(c) = it.next() {
-        if c == '*' {
-            if it.peek() == Some(&'*') {
-                it.next();
-                toks.push(Tok::Any);
-            } else {
-                toks.push(Tok::Seg);
-            }
-        } else {
-            toks.push(Tok::Lit(c));
-        }
-    }
-    toks
 }
 
 /// `pathGlobMatch(pattern, target)`: `**` matches any run, `*` any run
 /// without `/`, everything else is literal; the whole target must match.
 ///
-/// This reproduces the official algorithm exactly, including its single
-/// backtrack point: a later `*` that meets a `/` fails the match even when an
-/// earlier `**` could have absorbed it. The work is bounded by
-/// `O(len(pattern) × len(target))` with no recursion.
+/// This gives exactly the official algorithm's answers, including its
+/// single backtrack point: a later `*` that meets a `/` fails the match even
+/// when an earlier `**` could have absorbed it. The official loop re-scans
+/// on every mismatch (O(pattern × target)); the same decisions fall out of
+/// one pass: once the literal after a star is found, the loop never returns
+/// to an earlier star, so each star takes the first occurrence of its
+/// literal (a linear-time substring search), a `*` fails if it has to step
+/// over a `/` to get there, and the last literal must end the target.
+/// O(len(pattern) + len(target)).
 pub fn glob_match(pattern: &str, target: &str) -> bool {
     glob_match_counting(pattern, target).0
 }
 
-/// [`glob_match`] that also reports how many loop steps it took (for the
-/// complexity tests).
+/// [`glob_match`] that also reports the bytes it examined (for the
+/// complexity tests; also added to [`super::work`]).
 #[doc(hidden)]
 pub fn glob_match_counting(pattern: &str, target: &str) -> (bool, u64) {
-    let toks = tokenize(pattern);
-    let target: Vec<char> = target.chars().collect();
-    let (mut i, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, Tok, usize)> = None; // (token index, kind, target index)
-    let mut steps = 0u64;
-    while i < target.len() {
-        steps += 1;
-        match toks.get(t) {
-            Some(Tok::Lit(c)) if *c == target[i] => {
-                i += 1;
-                t += 1;
-            }
-            Some(k @ (Tok::Any | Tok::Seg)) => {
-                star = Some((t, *k, i));
-                t += 1;
-            }
-            _ => match star.as_mut() {
-                Some((st, kind, si)) => {
-                    if *kind == Tok::Seg && target[*si] == '/' {
-                        return (false, steps);
-                    }
-                    *si += 1;
-                    i = *si;
-                    t = *st + 1;
-                }
-                None => return (false, steps),
-            },
+    let mut steps = pattern.len() as u64;
+    let result = glob_steps(pattern, target, &mut steps);
+    super::work::add(steps as usize);
+    (result, steps)
+}
+
+fn glob_steps(pattern: &str, target: &str, steps: &mut u64) -> bool {
+    // The literal before the first star must start the target.
+    let first_end = pattern.find('*').unwrap_or(pattern.len());
+    *steps += first_end as u64;
+    let Some(mut rest) = target.strip_prefix(&pattern[..first_end]) else {
+        return false;
+    };
+    if first_end == pattern.len() {
+        return rest.is_empty();
+    }
+    let has_slash = |s: &str, steps: &mut u64| {
+        *steps += s.len() as u64;
+        s.as_bytes().contains(&b'/')
+    };
+    // Each star with the literal after it (up to the next star).
+    let b = pattern.as_bytes();
+    let mut i = first_end; // b[i] == '*'
+    loop {
+        let (star, lit_start) = if b.get(i + 1) == Some(&b'*') {
+            (Star::Any, i + 2)
+        } else {
+            (Star::Seg, i + 1)
+        };
+        let lit_end = pattern[lit_start..]
+            .find('*')
+            .map_or(pattern.len(), |o| lit_start + o);
+        let lit = &pattern[lit_start..lit_end];
+        if lit_end == pattern.len() {
+            // The last star absorbs everything up to a final copy of `lit`.
+            *steps += lit.len() as u64;
+            let Some(skipped) = rest.strip_suffix(lit) else {
+                return false;
+            };
+            return !(star == Star::Seg && has_slash(skipped, steps));
         }
+        let at = if lit.is_empty() {
+            Some(0)
+        } else {
+            rest.find(lit)
+        };
+        let Some(at) = at else {
+            *steps += rest.len() as u64;
+            return false;
+        };
+        *steps += (at + lit.len()) as u64;
+        if star == Star::Seg && has_slash(&rest[..at], steps) {
+            return false;
+        }
+        rest = &rest[at + lit.len()..];
+        i = lit_end;
     }
-    while matches!(toks.get(t), Some(Tok::Any | Tok::Seg)) {
-        t += 1;
-    }
-    (t == toks.len(), steps)
 }
 
 /// `decodeURIComponent`, or `None` where it would throw (a `%` not followed
@@ -139,6 +150,18 @@ pub fn match_scope_path(request_path: &str, paths: Option<&[String]>) -> bool {
         _ => return true,
     };
     let canon = canonical_scope_path(request_path);
+    // Each glob is linear, but many patterns times a long path is not:
+    // bound the whole check by a multiple of its input and fail closed
+    // (outside the scope) past it. Real caps carry a few short paths and
+    // stay far below the bound.
+    let input: usize = paths.iter().map(String::len).sum::<usize>() + canon.len();
+    let budget = SCOPE_WORK_FACTOR as u64 * (input as u64 + paths.len() as u64) + SCOPE_WORK_FLOOR;
+    let mut used = 0u64;
+    let mut glob = |p: &str| {
+        let (m, steps) = glob_match_counting(p, &canon);
+        used += steps;
+        (m, used > budget)
+    };
     let mut any_allow = false;
     let mut allowed = false;
     for p in paths {
@@ -146,7 +169,11 @@ pub fn match_scope_path(request_path: &str, paths: Option<&[String]>) -> bool {
             continue;
         }
         any_allow = true;
-        if glob_match(p, &canon) {
+        let (m, over) = glob(p);
+        if over {
+            return false;
+        }
+        if m {
             allowed = true;
             break;
         }
@@ -154,11 +181,24 @@ pub fn match_scope_path(request_path: &str, paths: Option<&[String]>) -> bool {
     if !any_allow || !allowed {
         return false;
     }
-    !paths
-        .iter()
-        .filter_map(|p| p.strip_prefix('!'))
-        .any(|d| glob_match(d, &canon) || glob_match(&format!("{d}/**"), &canon))
+    for d in paths.iter().filter_map(|p| p.strip_prefix('!')) {
+        let (m, over) = glob(d);
+        if m || over {
+            return false;
+        }
+        let (m, over) = glob(&format!("{d}/**"));
+        if m || over {
+            return false;
+        }
+    }
+    true
 }
+
+/// How many times its input length [`match_scope_path`] may spend (plus
+/// [`SCOPE_WORK_FLOOR`]) before it answers "outside the scope".
+pub const SCOPE_WORK_FACTOR: usize = 64;
+/// Work [`match_scope_path`] may always spend.
+pub const SCOPE_WORK_FLOOR: u64 = 65_536;
 
 /// Replace every `{identity}` in each scope path with `identity`.
 pub fn expand_identity(paths: &[String], identity: &str) -> Vec<String> {

@@ -78,8 +78,17 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // Same wording as the official filesystem store.
-            StoreError::InvalidKey(k) => write!(f, "Invalid storage key: {k:?}"),
+            // Same wording as the official filesystem store; a long key
+            // (client input) is clipped so a log line stays short.
+            StoreError::InvalidKey(k) => {
+                const SHOWN: usize = 64;
+                let head: String = k.chars().take(SHOWN).collect();
+                write!(f, "Invalid storage key: {head:?}")?;
+                if head.len() < k.len() {
+                    write!(f, "... ({} bytes)", k.len())?;
+                }
+                Ok(())
+            }
             StoreError::InvalidMediaType(m) => write!(f, "Invalid media type: {m:?}"),
             StoreError::Full(r) => write!(f, "write refused: {r}"),
             StoreError::Io { key, op, source } => {
@@ -280,6 +289,18 @@ mod tests {
         ] {
             assert!(validate_key(k).is_ok(), "{k}");
         }
+    }
+
+    #[test]
+    fn an_invalid_key_error_shows_a_short_key() {
+        let e = StoreError::InvalidKey("k".repeat(16_000));
+        let shown = e.to_string();
+        assert!(shown.len() < 120, "{shown}");
+        assert!(shown.ends_with("... (16000 bytes)"), "{shown}");
+        assert_eq!(
+            StoreError::InvalidKey("a/b".into()).to_string(),
+            r#"Invalid storage key: "a/b""#
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::proto::{
     canonical::js_number,
     encoding::js_trim,
     json::{self, Object, Value},
-    scope,
+    scope, work,
 };
 use crate::store::Store;
 
@@ -92,14 +92,18 @@ pub fn parse_query(
     let raw = collections
         .filter(|c| !c.is_empty())
         .ok_or(BatchError::MissingCollections)?;
+    // Distinct names in order. More than `max` distinct names is the answer
+    // whatever follows, so stop there (the work stays linear).
     let mut names: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for n in raw.split(',').map(js_trim).filter(|n| !n.is_empty()) {
-        if !names.iter().any(|x| x == n) {
+        work::add(1);
+        if seen.insert(n) {
             names.push(n.to_owned());
+            if names.len() > max {
+                return Err(BatchError::TooManyCollections);
+            }
         }
-    }
-    if names.len() > max {
-        return Err(BatchError::TooManyCollections);
     }
     let params = match params.filter(|p| !p.is_empty()) {
         None => Object::new(),
@@ -111,7 +115,12 @@ pub fn parse_query(
                 if !valid {
                     return Err(BatchError::InvalidParams);
                 }
-                o
+                // Only the requested names' entries are ever read: keep
+                // those (at most `max`), so lookups below stay small.
+                o.into_entries()
+                    .into_iter()
+                    .filter(|(k, _)| k.as_str().is_some_and(|k| seen.contains(k)))
+                    .collect()
             }
             _ => return Err(BatchError::InvalidParams),
         },
@@ -261,6 +270,9 @@ fn entry(
     if denied {
         return error_entry("Forbidden");
     }
+    if keys::check_storable(&key).is_err() {
+        return error_entry("Invalid path parameter");
+    }
     if let Some(b) = append {
         return match append_batch::read_entry(store, col, &key, b, now_ms) {
             Ok(mut read) => {
@@ -335,5 +347,33 @@ mod tests {
             "2 reads for a, 1 for b"
         );
         assert!(parse_query(Some("a,b"), Some(r#"{"a":[]}"#), None, 2).is_ok());
+        let q = parse_query(
+            Some("a,b"),
+            Some(r#"{"z":[],"b":[{"id":1}],"a":[]}"#),
+            None,
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            json::to_js_json(&Value::Object(q.params)),
+            br#"{"b":[{"id":1}],"a":[]}"#,
+            "entries of names not asked for are dropped"
+        );
+    }
+
+    #[test]
+    fn query_work_is_linear_in_the_names() {
+        let work_for = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            let q = names.join(",");
+            let (r, units) = work::count(|| parse_query(Some(&q), None, None, 100));
+            assert_eq!(r.unwrap_err(), BatchError::TooManyCollections);
+            let repeated = vec!["c"; n].join(",");
+            let (r, more) = work::count(|| parse_query(Some(&repeated), None, None, 100));
+            assert!(r.is_ok());
+            units + more
+        };
+        let (a, b) = (work_for(2000), work_for(4000));
+        assert!(b <= 2 * a + 16, "{a} -> {b}");
     }
 }

@@ -69,18 +69,25 @@ pub fn decode_stored(key: &str, raw: Option<&[u8]>) -> Read {
     read
 }
 
-/// Encode the stored envelope.
+/// Encode the stored envelope: `JSON.stringify({v:1,data,ts,hash,...})`,
+/// written straight out (the data is not copied).
 pub fn encode(data: &Object, ts: f64, hash: &str, author: Option<(&str, &str)>) -> Vec<u8> {
-    let mut o = Object::with_capacity(6);
-    o.insert("v", Value::Number(1.0));
-    o.insert("data", Value::Object(data.clone()));
-    o.insert("ts", Value::Number(ts));
-    o.insert("hash", hash.into());
+    use crate::proto::canonical::{write_object, write_quoted, KeyOrder};
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(br#"{"v":1,"data":"#);
+    write_object(&mut out, data, KeyOrder::JavaScript);
+    out.extend_from_slice(br#","ts":"#);
+    out.extend_from_slice(crate::proto::canonical::js_number(ts).as_bytes());
+    out.extend_from_slice(br#","hash":"#);
+    write_quoted(&mut out, hash.as_bytes());
     if let Some((pubkey, sig)) = author {
-        o.insert("authorPubkey", pubkey.into());
-        o.insert("authorSignature", sig.into());
+        out.extend_from_slice(br#","authorPubkey":"#);
+        write_quoted(&mut out, pubkey.as_bytes());
+        out.extend_from_slice(br#","authorSignature":"#);
+        write_quoted(&mut out, sig.as_bytes());
     }
-    json::to_js_json(&Value::Object(o))
+    out.push(b'}');
+    out
 }
 
 fn empty_data() -> Value {
@@ -137,14 +144,13 @@ pub fn pull_answer(
     Value::Object(o)
 }
 
-/// The pull answer straight from the stored bytes, without parsing and
-/// re-printing the document, when the envelope is exactly the one this
-/// server (and the official one) writes: `{"v":1,"data":<object>,"ts":<int>,
-/// "hash":"<64 hex>"}`. The stored `data` text is already `JSON.stringify`
-/// output, so splicing it gives the same bytes as the slow path. Returns the
-/// body and the hash; `None` means "use [`decode`]" (author fields, foreign
-/// formats, anything unexpected).
-pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> {
+/// The parts of an envelope written exactly as this server (and the
+/// official one) writes it, `{"v":1,"data":<object>,"ts":<int>,"hash":"<64
+/// hex>"}`: the `data` text, the `ts` digits and the hash. The data is
+/// checked to be valid JSON (without building it) and `ts` to be a JSON
+/// integer, so the whole text is JSON and reads back the same through
+/// [`decode`]. `None` for anything else (author fields, foreign formats).
+fn split_envelope(raw: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     const PREFIX: &[u8] = br#"{"v":1,"data":"#;
     const HASH_KEY: &[u8] = br#","hash":""#;
     const TS_KEY: &[u8] = br#","ts":"#;
@@ -158,22 +164,56 @@ pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> 
         .windows(TS_KEY.len())
         .rposition(|w| w == TS_KEY)?;
     let digits = &before_hash[ts_at + TS_KEY.len()..];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty()
+        || !digits.iter().all(u8::is_ascii_digit)
+        || (digits.len() > 1 && digits[0] == b'0')
+    {
         return None;
     }
     let data = &before_hash[..ts_at];
     if data.first() != Some(&b'{') || !json::is_valid(data) {
         return None;
     }
+    Some((data, digits, hash))
+}
+
+/// The pull answer straight from the stored bytes, without parsing and
+/// re-printing the document, when the envelope is exactly the one this
+/// server (and the official one) writes ([`split_envelope`]). The stored
+/// `data` text is already `JSON.stringify` output, so splicing it gives the
+/// same bytes as the slow path. Returns the body and the hash; `None` means
+/// "use [`decode`]" (author fields, foreign formats, anything unexpected).
+pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> {
+    let (data, _, hash) = split_envelope(raw)?;
     let mut out = Vec::with_capacity(data.len() + 120);
     out.extend_from_slice(br#"{"data":"#);
     out.extend_from_slice(data);
-    out.extend_from_slice(HASH_KEY);
+    out.extend_from_slice(br#","hash":""#);
     out.extend_from_slice(hash);
     out.extend_from_slice(br#"","timestamp":"#);
     out.extend_from_slice(now_ms.to_string().as_bytes());
     out.push(b'}');
     Some((out, String::from_utf8_lossy(hash).into_owned()))
+}
+
+/// The stored hash at `key` as a push's `baseHash` check sees it: `None`
+/// when nothing is stored, `""` for a corrupt value or one without a string
+/// hash, else the hash; the same answer as [`read`] and
+/// [`StoredDoc::hash_str`]. Our own envelope is not parsed into a document
+/// ([`split_envelope`]: one validating scan), so the check costs a fraction
+/// of the push it may refuse.
+pub fn read_hash(store: &dyn Store, key: &str) -> Result<Option<String>, StoreError> {
+    let Some(raw) = store.get(key)? else {
+        return Ok(None);
+    };
+    if let Some((_, _, hash)) = split_envelope(&raw) {
+        return Ok(Some(String::from_utf8_lossy(hash).into_owned()));
+    }
+    Ok(match decode_stored(key, Some(&raw)) {
+        Read::Missing => None,
+        Read::Corrupt => Some(String::new()),
+        Read::Doc(d) => Some(d.hash_str().to_owned()),
+    })
 }
 
 /// A bundle member or batch entry: `{"data","hash"}` plus `timestamp` when
@@ -210,6 +250,18 @@ mod tests {
         };
         let raw = encode(&data, 5.0, "ab", None);
         assert_eq!(raw, br#"{"v":1,"data":{"2":1,"b":1},"ts":5,"hash":"ab"}"#);
+        // The same bytes as JSON.stringify of the envelope object.
+        let mut o = Object::new();
+        o.insert("v", Value::Number(1.0));
+        o.insert("data", Value::Object(data.clone()));
+        o.insert("ts", Value::Number(1.5e21));
+        o.insert("hash", "h\"".into());
+        o.insert("authorPubkey", "p".into());
+        o.insert("authorSignature", "s\u{1}".into());
+        assert_eq!(
+            encode(&data, 1.5e21, "h\"", Some(("p", "s\u{1}"))),
+            json::to_js_json(&Value::Object(o))
+        );
         let Read::Doc(d) = decode(&raw) else { panic!() };
         assert_eq!(d.hash_str(), "ab");
         assert_eq!(
@@ -254,6 +306,44 @@ mod tests {
             "invalid data is never served raw"
         );
         assert!(splice_pull_answer(b"{}", 1).is_none());
+    }
+
+    #[test]
+    fn read_hash_answers_like_a_full_read() {
+        use crate::store::MemoryStore;
+        let h = "a".repeat(64);
+        let Value::Object(data) = json::parse(br#"{"a":[1,{"ts":2}]}"#).unwrap() else {
+            unreachable!()
+        };
+        let stored: Vec<Vec<u8>> = vec![
+            encode(&data, 5.0, &h, None),
+            encode(&data, 1.5e21, &h, None),
+            encode(&data, 5.0, &h, Some(("pk", "sig"))),
+            encode(&data, 5.0, "short", None),
+            format!(r#"{{"v":1,"data":{{"a":1}},"ts":05,"hash":"{h}"}}"#).into_bytes(),
+            format!(r#"{{"v":1,"data":{{"a":[1,}},"ts":5,"hash":"{h}"}}"#).into_bytes(),
+            br#"{"data":{"a":1},"hash":7}"#.to_vec(),
+            br#"{"data":{"a":1}}"#.to_vec(),
+            b"[1]".to_vec(),
+            b"{nope".to_vec(),
+            Vec::new(),
+        ];
+        let store = MemoryStore::new();
+        assert_eq!(read_hash(&store, "k").unwrap(), None);
+        for raw in stored {
+            store.put("k", &raw).unwrap();
+            let full = match read(&store, "k").unwrap() {
+                Read::Missing => None,
+                Read::Corrupt => Some(String::new()),
+                Read::Doc(d) => Some(d.hash_str().to_owned()),
+            };
+            assert_eq!(
+                read_hash(&store, "k").unwrap(),
+                full,
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
     }
 
     #[test]

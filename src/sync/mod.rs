@@ -295,8 +295,14 @@ impl From<rate_limit::RateLimited> for SyncError {
 }
 
 impl From<StoreError> for SyncError {
+    /// A key the store refuses is client input (the callers check keys with
+    /// [`keys::check_storable`] first; this is the backstop): 400, not 500.
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::InvalidKey(_) => {
+                log::debug!("refused: {e}");
+                SyncError::InvalidPathParameter
+            }
             StoreError::Full(r) => SyncError::InsufficientStorage(r),
             e => SyncError::Store(e),
         }

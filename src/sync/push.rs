@@ -4,10 +4,10 @@
 use super::{doc, keys, SyncError};
 use crate::proto::{
     canonical::stable_stringify,
-    hash::document_hash,
+    hash::object_hash,
     json::{self, Object, ParseError, Value},
     request_sig,
-    sanitize::{deep_sanitize, MAX_BODY_DEPTH},
+    sanitize::{deep_sanitize, sanitized, MAX_BODY_DEPTH},
 };
 use crate::store::Store;
 
@@ -71,7 +71,10 @@ pub fn parse_json_body(content_type: Option<&str>, body: &[u8]) -> Result<Object
 /// A validated push.
 #[derive(Clone, Debug)]
 pub struct Push {
-    /// The sanitised data.
+    /// The pushed data. It is sanitised here only when an author proof has
+    /// to be verified over it; [`write`] stores it sanitised either way,
+    /// after the `baseHash` check, so a stale push is refused before any
+    /// sanitising, hashing or encoding.
     pub data: Object,
     /// `None` for `null` or absent: create only.
     pub base_hash: Option<String>,
@@ -79,8 +82,12 @@ pub struct Push {
     pub author: Option<(String, String)>,
 }
 
-/// Step 12.1-12.5: key safety, `data`, `baseHash`, sanitising, author proof.
+/// Step 12.1-12.5: key safety, `data`, `baseHash`, sanitising, author proof;
+/// then the key must be one the store can hold (the store would be next).
 /// `presenter` is the request signer's key when a cap authenticated it.
+///
+/// Nothing after the `baseHash` type check can fail without an author
+/// proof, so without one the data is left as it is (see [`Push::data`]).
 pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<Push, SyncError> {
     if keys::is_unsafe_key(key) {
         return Err(SyncError::InvalidPathParameter);
@@ -94,10 +101,10 @@ pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<
         Some(Value::String(s)) => Some(s.to_string_lossy()),
         Some(_) => return Err(SyncError::BadBaseHash),
     };
-    let data = deep_sanitize(data);
-    let author = match (body.get("authorPubkey"), body.get("authorSignature")) {
-        (None, None) => None,
+    let (data, author) = match (body.get("authorPubkey"), body.get("authorSignature")) {
+        (None, None) => (data, None),
         (Some(Value::String(p)), Some(Value::String(s))) => {
+            let data = deep_sanitize(data);
             let (p, s) = (p.to_string_lossy(), s.to_string_lossy());
             if presenter.is_some_and(|pr| pr != p) {
                 return Err(SyncError::AuthorNotPresenter);
@@ -105,10 +112,11 @@ pub fn validate(mut body: Object, key: &str, presenter: Option<&str>) -> Result<
             if !verify_author(&data, key, &p, &s) {
                 return Err(SyncError::AuthorBadSignature);
             }
-            Some((p, s))
+            (data, Some((p, s)))
         }
         _ => return Err(SyncError::AuthorProofIncomplete),
     };
+    keys::check_storable(key)?;
     Ok(Push {
         data,
         base_hash,
@@ -148,11 +156,7 @@ pub struct Written {
 /// Step 12.6: compare `baseHash` with the stored hash and write. The caller
 /// holds the key's lock.
 pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<Written, SyncError> {
-    let current = match doc::read(store, key)? {
-        doc::Read::Missing => None,
-        doc::Read::Corrupt => Some(String::new()),
-        doc::Read::Doc(d) => Some(d.hash_str().to_owned()),
-    };
+    let current = doc::read_hash(store, key)?;
     let ok = match (&push.base_hash, &current) {
         (None, None) => true,
         (None, Some(_)) => false,
@@ -162,9 +166,10 @@ pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<W
     if !ok {
         return Err(SyncError::HashMismatch);
     }
-    let hash = document_hash(&Value::Object(push.data.clone()));
+    let data = sanitized(&push.data);
+    let hash = object_hash(&data);
     let author = push.author.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
-    store.put(key, &doc::encode(&push.data, now_ms as f64, &hash, author))?;
+    store.put(key, &doc::encode(&data, now_ms as f64, &hash, author))?;
     Ok(Written {
         hash,
         ts: now_ms as f64,
@@ -315,7 +320,76 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(json::to_js_json(&Value::Object(p.data)), br#"{"x":{}}"#);
+        // Stored sanitised, and hashed as stored.
+        let store = MemoryStore::new();
+        let w = write(&store, "k", &p, 7).unwrap();
+        let stored = store.get("k").unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(stored).unwrap(),
+            format!(
+                r#"{{"v":1,"data":{{"x":{{}}}},"ts":7,"hash":"{}"}}"#,
+                w.hash
+            )
+        );
+        assert_eq!(
+            w.hash,
+            crate::proto::hash::document_hash(&json::parse(br#"{"x":{}}"#).unwrap())
+        );
+        // An unstorable key is the protocol's 400, after the body checks.
+        let long = format!("notes/{}", "a".repeat(201));
+        assert!(matches!(
+            validate(obj(r#"{"data":[]}"#), &long, None),
+            Err(SyncError::MissingData)
+        ));
+        assert!(matches!(
+            validate(obj(r#"{"data":{}}"#), &long, None),
+            Err(SyncError::InvalidPathParameter)
+        ));
+    }
+
+    #[test]
+    fn work_is_linear_in_the_number_of_keys() {
+        // parse + validate + write (sanitise, hash, encode) of n and 2n keys,
+        // counted in key lookups and index operations: linear work doubles.
+        let work = |n: usize, stale: bool| {
+            let mut data = String::from("{");
+            for i in 0..n {
+                data.push_str(&format!("\"k{i}\":{{\"__proto__\":0,\"v\":{i}}},"));
+            }
+            data.push_str("\"__proto__\":1}");
+            let base = if stale { "\"nope\"" } else { "null" };
+            let body = format!(r#"{{"data":{data},"baseHash":{base}}}"#);
+            let store = MemoryStore::new();
+            let (result, units) = crate::proto::work::count(|| {
+                let body = parse_json_body(Some("application/json"), body.as_bytes())?;
+                let p = validate(body, "k", None)?;
+                write(&store, "k", &p, 1)
+            });
+            assert_eq!(result.is_ok(), !stale);
+            units
+        };
+        for stale in [false, true] {
+            let (a, b) = (work(4096, stale), work(8192, stale));
+            assert!(b <= 2 * a + 64, "stale {stale}: {a} -> {b} units");
+        }
+    }
+
+    #[test]
+    fn the_base_hash_check_does_not_parse_the_stored_document() {
+        // An update's baseHash check reads the stored hash without building
+        // the stored document: no work per stored key (parsing it would
+        // count one unit per key while deduplicating).
+        let store = MemoryStore::new();
+        let keys: Vec<String> = (0..4096).map(|i| format!("\"k{i}\":{i}")).collect();
+        let body = |base: &str| format!(r#"{{"data":{{{}}},"baseHash":{base}}}"#, keys.join(","));
+        let create = validate(obj(&body("null")), "k", None).unwrap();
+        let w = write(&store, "k", &create, 1).unwrap();
+        let stale = validate(obj(&body(&format!("\"{}\"", "0".repeat(64)))), "k", None).unwrap();
+        let (r, units) = crate::proto::work::count(|| write(&store, "k", &stale, 2));
+        assert!(matches!(r, Err(SyncError::HashMismatch)));
+        assert!(units < 64, "{units} units to refuse a stale baseHash");
+        let update = validate(obj(&body(&format!("\"{}\"", w.hash))), "k", None).unwrap();
+        assert_eq!(write(&store, "k", &update, 3).unwrap().hash, w.hash);
     }
 
     #[test]
