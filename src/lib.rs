@@ -19,6 +19,7 @@
 //! | [`logger`] | a tiny stderr logger for the `log` facade |
 //! | [`metrics`] | counters and histograms (atomics) and their Prometheus text exposition; a store wrapper that times store calls |
 //! | [`client`] | the client: `Client` (namespace, signing, keep-alive pool over async-h1), `SyncManager`, device credentials, the CLI subcommands |
+//! | [`tls`] | TLS (feature `tls`): rustls with the `ring` provider, server certificates (reloadable), client trust roots, handshake failure reasons |
 //! | [`replica`] | the replica: settings, the sync manager and scheduler, the server plugin, the signing primary client |
 //! | [`timer_wheel`] | a hierarchical timing wheel as plain data (the replica's scheduler) |
 //! | [`fuzzing`] | entry points for fuzz targets and corpus replay tests (property checks that panic) |
@@ -51,3 +52,5 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod timer_wheel;
+#[cfg(feature = "tls")]
+pub mod tls;

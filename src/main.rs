@@ -3,7 +3,7 @@
 use starfish::http::client_ip::{Cidr, TrustedProxies};
 use starfish::http::cors::CorsConfig;
 use starfish::http::headers::SecurityHeaders;
-use starfish::server::{load_config, ServeOptions, Server, StoreChoice};
+use starfish::server::{load_config, ServeOptions, Server, StoreChoice, TlsFiles};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,7 +31,12 @@ Options for serve:
   --max-connections N     open connection cap (default 256)
   --threads N             executor threads (default: available cores)
   --replica FILE          replicate collections from a primary (settings JSON,
-                          see README: collections by name, optional auth)
+                          see README: collections by name, optional auth, caFile)
+  --tls-cert FILE         serve HTTPS: PEM certificate chain, leaf first (with
+                          --tls-key); re-read with the key on SIGHUP
+  --tls-key FILE          PEM private key of --tls-cert (RSA, ECDSA or Ed25519)
+  --tls-handshake-timeout-ms N
+                          time to complete a TLS handshake (default 10000)
   --revocations FILE      signed cap revocation lists (the official
                           buildRevocationList JSON, one list or an array);
                           re-read when the file changes and on SIGHUP
@@ -117,6 +122,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
     let mut level = None;
     let mut args = args.into_iter();
     let (mut data_dir, mut memory) = (None, false);
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut cors_origins: Vec<String> = Vec::new();
     let (mut cors_credentials, mut cors_max_age) = (false, None);
     while let Some(a) = args.next() {
@@ -137,6 +143,9 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
             "--revocations" => opts.revocations = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--tls-handshake-timeout-ms" => opts.http.handshake_timeout = millis(&mut args, &a)?,
             "--trusted-proxy" => {
                 let v = value(&mut args, &a)?;
                 let block: Cidr = v
@@ -219,6 +228,11 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             other => return Err(Usage(format!("unknown option {other:?}"))),
         }
     }
+    opts.tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err(Usage("--tls-cert and --tls-key go together".into())),
+    };
     if cors_origins.is_empty() {
         if cors_credentials || cors_max_age.is_some() {
             return Err(Usage(

@@ -1,5 +1,7 @@
 //! Assembling and running a server: config, store, auth, the HTTP service
-//! and the listener, with graceful shutdown on SIGINT/SIGTERM.
+//! and the listener (plain HTTP, or HTTPS with `--tls-cert`/`--tls-key`),
+//! with graceful shutdown on SIGINT/SIGTERM and, over TLS, the certificate
+//! re-read on SIGHUP.
 //!
 //! [`Server::bind`] does all the fallible set-up and binds the socket;
 //! [`Server::run`] serves until a signal (or [`Server::run_until`] until any
@@ -36,6 +38,14 @@ pub enum StoreChoice {
     Memory,
 }
 
+/// `--tls-cert FILE --tls-key FILE`: serve HTTPS with this PEM certificate
+/// chain (leaf first) and PEM private key (RSA, ECDSA or Ed25519).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything `starfish serve` can be told.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
@@ -58,6 +68,8 @@ pub struct ServeOptions {
     /// Signed cap revocation lists (`--revocations FILE`), re-read when the
     /// file changes and on SIGHUP.
     pub revocations: Option<PathBuf>,
+    /// Serve HTTPS instead of HTTP (needs the `tls` feature).
+    pub tls: Option<TlsFiles>,
     /// CORS, security headers, request timeout (all off by default).
     pub middleware: Middleware,
     /// Metrics (off by default).
@@ -116,6 +128,7 @@ impl Default for ServeOptions {
                 .unwrap_or(1),
             replica: None,
             revocations: None,
+            tls: None,
             middleware: Middleware::default(),
             metrics: MetricsOptions::default(),
             trusted_proxies: TrustedProxies::default(),
@@ -137,6 +150,8 @@ pub enum ServeError {
     Io(std::io::Error),
     Replica(String),
     Revocations(String),
+    /// The TLS certificate or key could not be loaded.
+    Tls(String),
     Cors(CorsError),
 }
 
@@ -148,6 +163,7 @@ impl ServeError {
             | ServeError::Config(_)
             | ServeError::Replica(_)
             | ServeError::Revocations(_)
+            | ServeError::Tls(_)
             | ServeError::Cors(_) => 2,
             _ => 1,
         }
@@ -163,6 +179,7 @@ impl fmt::Display for ServeError {
             ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             ServeError::Io(e) => write!(f, "server error: {e}"),
             ServeError::Replica(e) | ServeError::Revocations(e) => f.write_str(e),
+            ServeError::Tls(e) => write!(f, "TLS: {e}"),
             ServeError::Cors(e) => write!(f, "{e}"),
         }
     }
@@ -190,6 +207,8 @@ pub struct Server {
     description: String,
     replica: Option<Arc<ReplicaManager>>,
     revocations: Option<Arc<RevocationFile>>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::ServerTls>>,
     metrics: Option<Arc<Metrics>>,
     metrics_listener: Option<async_net::TcpListener>,
     sweeper: Option<Sweeper>,
@@ -284,6 +303,21 @@ impl Server {
                 Some(manager)
             }
         };
+        #[cfg(feature = "tls")]
+        let tls = match &opts.tls {
+            None => None,
+            Some(f) => Some(Arc::new(
+                crate::tls::ServerTls::from_pem_files(&f.cert, &f.key)
+                    .map_err(|e| ServeError::Tls(e.to_string()))?,
+            )),
+        };
+        #[cfg(not(feature = "tls"))]
+        if opts.tls.is_some() {
+            return Err(ServeError::Tls(
+                "this build has no TLS (the `tls` feature): --tls-cert is unavailable".into(),
+            ));
+        }
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let routes = route_count(&config);
         let std_listener = std::net::TcpListener::bind(opts.listen)
             .map_err(|e| ServeError::Bind(opts.listen, e))?;
@@ -302,7 +336,7 @@ impl Server {
             handler = Arc::new(MetricsEndpoint::in_front_of(handler, m.clone()));
         }
         let description = format!(
-            "listening on http://{addr}{base} ({routes} routes, {} store, anonymous {})",
+            "listening on {scheme}://{addr}{base} ({routes} routes, {} store, anonymous {})",
             store_desc,
             if opts.auth.allow_anonymous {
                 "allowed"
@@ -318,10 +352,19 @@ impl Server {
             description,
             replica,
             revocations,
+            #[cfg(feature = "tls")]
+            tls,
             metrics,
             metrics_listener,
             sweeper,
         })
+    }
+
+    /// The TLS state when serving HTTPS: [`crate::tls::ServerTls::reload`]
+    /// re-reads the certificate files (what SIGHUP does under [`Server::run`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<Arc<crate::tls::ServerTls>> {
+        self.tls.clone()
     }
 
     /// The metrics registry, when metrics are on.
@@ -343,16 +386,40 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
-    /// Serve until SIGINT or SIGTERM, then shut down gracefully.
+    /// Serve until SIGINT or SIGTERM, then shut down gracefully. Over TLS,
+    /// SIGHUP re-reads the certificate and key files: new handshakes get the
+    /// new certificate, open connections are not touched, and a file that
+    /// cannot be loaded leaves the old certificate in use (logged).
     pub fn run(self) -> Result<(), ServeError> {
-        let signals =
-            async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])
-                .map_err(ServeError::Io)?;
+        use async_signal::Signal;
+        #[cfg(feature = "tls")]
+        let tls = self.tls.clone();
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<()> = None;
+        let mut kinds = vec![Signal::Int, Signal::Term];
+        if tls.is_some() {
+            kinds.push(Signal::Hup);
+        }
+        let signals = async_signal::Signals::new(kinds).map_err(ServeError::Io)?;
         self.run_until(async move {
             use futures_lite::StreamExt;
             let mut signals = signals;
-            if let Some(Ok(sig)) = signals.next().await {
-                log::info!("received {sig:?}, shutting down");
+            // Loops only with the `tls` feature (SIGHUP reloads, then waits on).
+            #[cfg_attr(not(feature = "tls"), allow(clippy::never_loop))]
+            loop {
+                match signals.next().await {
+                    #[cfg(feature = "tls")]
+                    Some(Ok(Signal::Hup)) => {
+                        if let Some(tls) = &tls {
+                            reload_tls(tls);
+                        }
+                    }
+                    Some(Ok(sig)) => {
+                        log::info!("received {sig:?}, shutting down");
+                        return;
+                    }
+                    _ => return,
+                }
             }
         })
     }
@@ -400,6 +467,33 @@ impl Server {
             };
             let main = async {
                 let shutdown: Shutdown<'_> = Box::pin(shutdown);
+                // Over TLS the same listener and connection loop, with a
+                // handshake first (one `serve_with` instantiation for both).
+                #[cfg(feature = "tls")]
+                let r = match self.tls {
+                    Some(tls) => {
+                        crate::http::serve_tls_on(
+                            &ex,
+                            self.listener,
+                            Arc::new(self.handler),
+                            self.http,
+                            tls,
+                            shutdown,
+                        )
+                        .await
+                    }
+                    None => {
+                        serve_on(
+                            &ex,
+                            self.listener,
+                            Arc::new(self.handler),
+                            self.http,
+                            shutdown,
+                        )
+                        .await
+                    }
+                };
+                #[cfg(not(feature = "tls"))]
                 let r = serve_on(
                     &ex,
                     self.listener,
@@ -476,6 +570,22 @@ async fn watch_revocations(file: Arc<RevocationFile>, poll: std::time::Duration)
             }
         })
         .await;
+    }
+}
+
+/// SIGHUP: re-read the certificate files; keep the old ones on failure.
+#[cfg(feature = "tls")]
+fn reload_tls(tls: &crate::tls::ServerTls) {
+    match tls.reload() {
+        Ok(()) => {
+            if let Some((cert, _)) = tls.files() {
+                log::info!(
+                    "received SIGHUP, reloaded TLS certificate {}",
+                    cert.display()
+                );
+            }
+        }
+        Err(e) => log::warn!("received SIGHUP, keeping the current TLS certificate: {e}"),
     }
 }
 

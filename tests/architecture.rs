@@ -104,3 +104,27 @@ fn metrics_know_no_http_and_sit_on_the_store_only() {
         }
     }
 }
+
+/// Two import circles that were broken on purpose stay broken: the response
+/// builders know nothing of the service, and the JSON value module knows
+/// nothing of the canonical form built on it.
+#[test]
+fn no_import_circles_between_response_and_service_or_json_and_canonical() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, word) in [
+        ("src/http/response.rs", "service"),
+        ("src/proto/json.rs", "canonical::"),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for (n, line) in code_lines(&text) {
+            let t = line.trim_start();
+            let imports =
+                t.starts_with("use ") || t.starts_with("pub use ") || line.contains("crate::");
+            assert!(
+                !(imports && line.contains(word)),
+                "{file}:{}: `{word}` would close an import circle: {line}",
+                n + 1
+            );
+        }
+    }
+}

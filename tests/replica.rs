@@ -26,7 +26,12 @@ const REPLICA: &str = r#"{"version":1,"collections":[
  {"name":"local","storagePath":"replica/local/{id}","readRoles":["public"],"writeRoles":["public"],"encryption":"none"}]}"#;
 
 fn settings(port: u16, auth: &str) -> String {
-    let url = format!("http://127.0.0.1:{port}/v1");
+    settings_for(&format!("http://127.0.0.1:{port}/v1"), auth)
+}
+
+/// Replica settings with every collection's primary at `url`; `extra` is
+/// appended to the top-level object (`,"auth":...`, `,"caFile":...`).
+fn settings_for(url: &str, auth: &str) -> String {
     format!(
         r#"{{"collections":{{
  "news":{{"url":"{url}","pullPath":"/pull/primary/news","intervalMs":200,"headers":{{}},"writeMode":"pull_only","syncTriggers":["scheduled"]}},
@@ -75,14 +80,66 @@ fn replica_write_modes_against_a_live_primary() {
     let port = free_port();
     let primary = Setup::new(PRIMARY).port(port).start();
     let replica = Setup::new(REPLICA).replica(&settings(port, "")).start();
+    write_modes(&primary, &replica);
+}
 
+/// The same over `https://`: the primary serves TLS with a private CA's
+/// certificate, the replica trusts that CA through `caFile` and reaches
+/// the primary by name (SNI and hostname verification on).
+#[cfg(feature = "tls")]
+#[test]
+fn replica_write_modes_against_an_https_primary() {
+    let certs = common::TlsCerts::localhost();
+    let port = free_port();
+    let primary = Setup::new(PRIMARY).port(port).tls(&certs).start();
+    let ca = serde_json::to_string(certs.ca.to_str().unwrap()).unwrap();
+    let replica = Setup::new(REPLICA)
+        .replica(&settings_for(
+            &format!("https://localhost:{port}/v1"),
+            &format!(r#","caFile":{ca}"#),
+        ))
+        .start();
+    write_modes(&primary, &replica);
+}
+
+/// A primary whose certificate the replica does not trust is an unreachable
+/// primary: nothing replicates, push-through answers 502, local data is
+/// still served.
+#[cfg(feature = "tls")]
+#[test]
+fn an_untrusted_https_primary_is_treated_as_unreachable() {
+    let certs = common::TlsCerts::localhost();
+    let other = common::TlsCerts::localhost(); // another CA
+    let port = free_port();
+    let primary = Setup::new(PRIMARY).port(port).tls(&certs).start();
+    let h = hash_of(&push(&primary, "primary/news", r#"{"v":1}"#, None));
+    assert!(!h.is_empty());
+    let ca = serde_json::to_string(other.ca.to_str().unwrap()).unwrap();
+    let replica = Setup::new(REPLICA)
+        .replica(&settings_for(
+            &format!("https://localhost:{port}/v1"),
+            &format!(r#","caFile":{ca}"#),
+        ))
+        .start();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(hash_of(&replica.get("/v1/pull/replica/news")), "");
+    assert_eq!(replica.get("/v1/pull/replica/feed").status, 200);
+    push(&replica, "replica/wiki", r#"{"a":1}"#, None).assert_error(502, "Failed to reach primary");
+    assert_eq!(
+        push(&replica, "replica/local/a", r#"{"l":1}"#, None).status,
+        200
+    );
+    assert_eq!(
+        hash_of(&primary.get("/v1/pull/primary/wiki")),
+        "",
+        "nothing reached the primary"
+    );
+}
+
+/// Every write mode of a replica against its primary.
+fn write_modes(primary: &TestServer, replica: &TestServer) {
     // pull_only + scheduled: the replica follows the primary.
-    let h1 = hash_of(&push(
-        &primary,
-        "primary/news",
-        r#"{"title":"first"}"#,
-        None,
-    ));
+    let h1 = hash_of(&push(primary, "primary/news", r#"{"title":"first"}"#, None));
     eventually("news replicated", || {
         hash_of(&replica.get("/v1/pull/replica/news")) == h1
     });
@@ -91,7 +148,7 @@ fn replica_write_modes_against_a_live_primary() {
         serde_json::json!({"title":"first"})
     );
     let h2 = hash_of(&push(
-        &primary,
+        primary,
         "primary/news",
         r#"{"title":"second"}"#,
         Some(&h1),
@@ -99,11 +156,11 @@ fn replica_write_modes_against_a_live_primary() {
     eventually("news update replicated", || {
         hash_of(&replica.get("/v1/pull/replica/news")) == h2
     });
-    push(&replica, "replica/news", r#"{"x":1}"#, Some(&h2))
+    push(replica, "replica/news", r#"{"x":1}"#, Some(&h2))
         .assert_error(405, "This collection is read-only on this server");
 
     // push_through: the push is relayed to the primary, its answer relayed back.
-    let r = push(&replica, "replica/wiki", r#"{"page":"home"}"#, None);
+    let r = push(replica, "replica/wiki", r#"{"page":"home"}"#, None);
     assert_eq!(r.status, 200, "{}", r.text());
     let wh = hash_of(&r);
     assert_eq!(
@@ -114,19 +171,14 @@ fn replica_write_modes_against_a_live_primary() {
     eventually("background resync after push-through", || {
         hash_of(&replica.get("/v1/pull/replica/wiki")) == wh
     });
-    push(
-        &replica,
-        "replica/wiki",
-        r#"{"page":"stale"}"#,
-        Some("nope"),
-    )
-    .assert_json(409, r#"{"error":"hash_mismatch"}"#);
+    push(replica, "replica/wiki", r#"{"page":"stale"}"#, Some("nope"))
+        .assert_json(409, r#"{"error":"hash_mismatch"}"#);
     // The primary's validation errors come back as "Primary returned <status>".
     let bad = replica.post_json("/v1/push/replica/wiki", "not json");
     bad.assert_error(400, "Primary returned 400");
 
     // on_pull: a client pull syncs first.
-    let fh = hash_of(&push(&primary, "primary/feed", r#"{"item":1}"#, None));
+    let fh = hash_of(&push(primary, "primary/feed", r#"{"item":1}"#, None));
     assert_eq!(
         hash_of(&replica.get("/v1/pull/replica/feed")),
         fh,
@@ -134,12 +186,12 @@ fn replica_write_modes_against_a_live_primary() {
     );
 
     // bidirectional: local writes stay local; primary changes merge in, primary wins.
-    let nh = hash_of(&push(&primary, "primary/notes", r#"{"shared":"p1"}"#, None));
+    let nh = hash_of(&push(primary, "primary/notes", r#"{"shared":"p1"}"#, None));
     eventually("notes replicated", || {
         hash_of(&replica.get("/v1/pull/replica/notes")) == nh
     });
     let local = push(
-        &replica,
+        replica,
         "replica/notes",
         r#"{"shared":"local","mine":true}"#,
         Some(&nh),
@@ -151,7 +203,7 @@ fn replica_write_modes_against_a_live_primary() {
         "local writes are never forwarded"
     );
     push(
-        &primary,
+        primary,
         "primary/notes",
         r#"{"shared":"p2","extra":1}"#,
         Some(&nh),
@@ -166,14 +218,14 @@ fn replica_write_modes_against_a_live_primary() {
         .get("/v1/pull/replica/drop")
         .assert_error(405, "This collection is write-only on this server");
     assert_eq!(
-        push(&replica, "replica/drop", r#"{"d":1}"#, None).status,
+        push(replica, "replica/drop", r#"{"d":1}"#, None).status,
         200
     );
     assert_eq!(hash_of(&primary.get("/v1/pull/primary/drop")), "");
 
     // A collection without remote settings is an ordinary local collection.
     assert_eq!(
-        push(&replica, "replica/local/a", r#"{"l":1}"#, None).status,
+        push(replica, "replica/local/a", r#"{"l":1}"#, None).status,
         200
     );
 

@@ -27,6 +27,9 @@ pub enum ClientError {
     Io(std::io::Error),
     /// The request did not complete within the per-request timeout.
     Timeout,
+    /// The TLS handshake failed (unknown issuer, expired certificate, name
+    /// mismatch, ...); nothing was sent. `host` is the base URL's host.
+    Tls { host: String, reason: String },
     /// The server answered something that is not the protocol: bad HTTP,
     /// bad JSON, or JSON of the wrong shape.
     Protocol(String),
@@ -104,6 +107,9 @@ impl fmt::Display for ClientError {
             ClientError::Status { status, body } => write!(f, "HTTP {status}: {body}"),
             ClientError::Io(e) => write!(f, "I/O error: {e}"),
             ClientError::Timeout => f.write_str("request timed out"),
+            ClientError::Tls { host, reason } => {
+                write!(f, "TLS handshake with {host} failed: {reason}")
+            }
             ClientError::Protocol(m) => write!(f, "protocol error: {m}"),
             ClientError::Config(m) => write!(f, "client configuration error: {m}"),
         }

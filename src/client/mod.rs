@@ -16,8 +16,10 @@
 //!   official server accepts our requests with or without a namespace
 //!   (auth.md §7.4). `h` is the base URL's host (`new URL(baseUrl).host`).
 //! * Transport: HTTP/1.1 over `async-h1`'s client on `async-net` TCP
-//!   streams with a small keep-alive pool. No TLS (`http://` only). Runs on
-//!   any executor (I/O and timers come from `async-io`).
+//!   streams with a small keep-alive pool; `https://` over rustls (feature
+//!   `tls`) with the bundled Mozilla roots or, with
+//!   [`ClientOptions::ca_file`], a private CA. Hostname verification is
+//!   always on. Runs on any executor (I/O and timers come from `async-io`).
 //!
 //! ```no_run
 //! # futures_lite::future::block_on(async {
@@ -46,7 +48,7 @@ use crate::proto::request_sig::{sign_request, RequestToSign};
 use http_types::{Method, Request};
 use std::sync::Arc;
 use std::time::Duration;
-use transport::{BaseUrl, Pool, RawResponse};
+use transport::{BaseUrl, Connector, Pool, RawResponse};
 
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,6 +74,10 @@ pub struct ClientOptions {
     pub idle_timeout: Duration,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
+    /// `https://` only: trust the CA certificates in this PEM file instead
+    /// of the bundled Mozilla roots (a private CA). Read when the client is
+    /// built.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -84,6 +90,7 @@ impl Default for ClientOptions {
             max_idle_connections: 4,
             idle_timeout: Duration::from_secs(4),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            ca_file: None,
         }
     }
 }
@@ -156,6 +163,7 @@ struct Inner {
     headers: Vec<(String, String)>,
     timeout: Duration,
     max_response_bytes: usize,
+    connector: Connector,
     pool: Pool,
 }
 
@@ -246,6 +254,7 @@ impl Client {
     /// A client with options.
     pub fn with_options(base_url: &str, opts: ClientOptions) -> Result<Client, ClientError> {
         let base = BaseUrl::parse(base_url)?;
+        let connector = Connector::new(&base, opts.ca_file.as_deref())?;
         let namespace = opts.namespace.filter(|n| !n.is_empty());
         if let Some(ns) = &namespace {
             if ns.contains(['/', '?', '#']) {
@@ -262,6 +271,7 @@ impl Client {
                 headers: opts.headers,
                 timeout: opts.timeout,
                 max_response_bytes: opts.max_response_bytes,
+                connector,
                 pool: Pool::new(opts.max_idle_connections, opts.idle_timeout),
             }),
         })
@@ -412,7 +422,14 @@ impl Client {
             }
             Ok(req)
         };
-        transport::send(&inner.base, &inner.pool, inner.max_response_bytes, build).await
+        transport::send(
+            &inner.base,
+            &inner.connector,
+            &inner.pool,
+            inner.max_response_bytes,
+            build,
+        )
+        .await
     }
 
     fn fail(resp: RawResponse) -> ClientError {

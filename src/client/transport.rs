@@ -1,6 +1,13 @@
-//! HTTP/1.1 transport: the base URL, a small pool of keep-alive TCP
-//! connections, and one request/response exchange over `async-h1`'s client
-//! on `async-net` streams.
+//! HTTP/1.1 transport: the base URL, a small pool of keep-alive
+//! connections (TCP, or TLS over TCP for `https://` with the `tls` feature),
+//! and one request/response exchange over `async-h1`'s client on
+//! `async-net` streams.
+//!
+//! TLS: the server's certificate is verified against the configured roots
+//! (see [`crate::tls::client_config`]) and the base URL's host name (SNI is
+//! sent for names, not for IP addresses). A failed handshake is
+//! [`ClientError::Tls`], naming the host and the reason; no request has
+//! been sent then.
 //!
 //! A connection goes back to the pool only when its response was framed
 //! (`Content-Length`, chunked, or a bodiless status), read to the end, and
@@ -10,14 +17,19 @@
 
 use super::error::ClientError;
 use async_net::TcpStream;
-use futures_lite::AsyncReadExt;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 use http_types::{Method, Request, Url};
+use std::io;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// A parsed `http://` base URL.
+/// A parsed `http://` or `https://` base URL.
 #[derive(Clone, Debug)]
 pub(crate) struct BaseUrl {
+    /// `https://`.
+    pub tls: bool,
     /// `scheme://host[:port]`.
     origin: String,
     /// `new URL(baseUrl).host`: the host, plus `:port` unless it is the
@@ -32,14 +44,16 @@ pub(crate) struct BaseUrl {
 
 impl BaseUrl {
     /// Parse a base URL. One trailing `/` is removed first, as the official
-    /// client does. Only `http` is supported (there is no TLS).
+    /// client does. `http` or `https`.
     pub fn parse(base: &str) -> Result<BaseUrl, ClientError> {
         let bad = |m: &str| ClientError::Config(format!("base URL {base:?}: {m}"));
         let trimmed = base.strip_suffix('/').unwrap_or(base);
         let url = Url::parse(trimmed).map_err(|e| bad(&e.to_string()))?;
-        if url.scheme() != "http" {
-            return Err(bad("only http:// is supported (no TLS in this client)"));
-        }
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(bad("must be http:// or https://")),
+        };
         if url.query().is_some() || url.fragment().is_some() {
             return Err(bad("must not have a query or fragment"));
         }
@@ -52,6 +66,8 @@ impl BaseUrl {
             Some(http_types::url::Host::Ipv6(a)) => a.to_string(),
             None => return Err(bad("has no host")),
         };
+        // `url` leaves out a port that is the scheme's default (80, 443),
+        // as `new URL(baseUrl).host` does.
         let host_str = url.host_str().unwrap_or_default();
         let host = match url.port() {
             Some(p) => format!("{host_str}:{p}"),
@@ -62,7 +78,8 @@ impl BaseUrl {
             p => p.to_owned(),
         };
         Ok(BaseUrl {
-            origin: format!("http://{host}"),
+            tls,
+            origin: format!("{}://{host}", url.scheme()),
             host,
             connect_host,
             port: url.port_or_known_default().unwrap_or(80),
@@ -94,9 +111,146 @@ impl BaseUrl {
     }
 }
 
+/// One connection: plain TCP or TLS over TCP. Clones share the connection
+/// (async-h1 takes a stream by value; the pool keeps a clone).
+#[derive(Clone)]
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(std::sync::Arc<Mutex<futures_rustls::client::TlsStream<TcpStream>>>),
+}
+
+#[cfg(feature = "tls")]
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut *locked(s)).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut *locked(s)).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut *locked(s)).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => Pin::new(&mut *locked(s)).poll_close(cx),
+        }
+    }
+}
+
+/// Opens connections to the base URL's host: TCP, plus the TLS handshake
+/// for `https://`.
+pub(crate) struct Connector {
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        futures_rustls::TlsConnector,
+        futures_rustls::rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl Connector {
+    /// For `base`; `ca_file` replaces the bundled Mozilla roots with the CA
+    /// certificates of a PEM file (ignored for `http://`).
+    pub fn new(
+        base: &BaseUrl,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Connector, ClientError> {
+        #[cfg(feature = "tls")]
+        {
+            if !base.tls {
+                return Ok(Connector { tls: None });
+            }
+            let config = crate::tls::client_config(ca_file)
+                .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
+            let name =
+                futures_rustls::rustls::pki_types::ServerName::try_from(base.connect_host.clone())
+                    .map_err(|e| {
+                        ClientError::Config(format!(
+                            "TLS: {:?} is not a valid server name: {e}",
+                            base.connect_host
+                        ))
+                    })?;
+            Ok(Connector {
+                tls: Some((futures_rustls::TlsConnector::from(config), name)),
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = ca_file;
+            if base.tls {
+                return Err(ClientError::Config(
+                    "https:// needs a build with the `tls` feature".to_owned(),
+                ));
+            }
+            Ok(Connector {})
+        }
+    }
+
+    async fn connect(&self, base: &BaseUrl) -> Result<Stream, ClientError> {
+        let tcp = TcpStream::connect((base.connect_host.as_str(), base.port)).await?;
+        let _ = tcp.set_nodelay(true);
+        #[cfg(feature = "tls")]
+        if let Some((connector, name)) = &self.tls {
+            let tls = connector.connect(name.clone(), tcp).await.map_err(|e| {
+                let reason = crate::tls::failure_reason(&e, &base.connect_host);
+                match reason {
+                    Some(reason) => ClientError::Tls {
+                        host: base.host.clone(),
+                        reason,
+                    },
+                    None if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                    ) =>
+                    {
+                        ClientError::Tls {
+                            host: base.host.clone(),
+                            reason: format!("connection closed during the handshake ({e})"),
+                        }
+                    }
+                    None => ClientError::from(e),
+                }
+            })?;
+            return Ok(Stream::Tls(std::sync::Arc::new(Mutex::new(tls))));
+        }
+        Ok(Stream::Plain(tcp))
+    }
+}
+
 /// Idle keep-alive connections, most recently used last.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<Vec<(Stream, Instant)>>,
     max_idle: usize,
     idle_timeout: Duration,
 }
@@ -110,14 +264,14 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> Option<TcpStream> {
+    fn take(&self) -> Option<Stream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         idle.retain(|(_, t)| now.duration_since(*t) < self.idle_timeout);
         idle.pop().map(|(s, _)| s)
     }
 
-    fn put(&self, s: TcpStream) {
+    fn put(&self, s: Stream) {
         if self.max_idle == 0 {
             return;
         }
@@ -159,6 +313,7 @@ fn http_err(e: http_types::Error) -> ClientError {
 /// gets a fresh signature) and read the response.
 pub(crate) async fn send(
     base: &BaseUrl,
+    connector: &Connector,
     pool: &Pool,
     max_response_bytes: usize,
     mut build: impl FnMut() -> Result<Request, ClientError>,
@@ -166,11 +321,7 @@ pub(crate) async fn send(
     loop {
         let (stream, reused) = match pool.take() {
             Some(s) => (s, true),
-            None => {
-                let s = TcpStream::connect((base.connect_host.as_str(), base.port)).await?;
-                let _ = s.set_nodelay(true);
-                (s, false)
-            }
+            None => (connector.connect(base).await?, false),
         };
         let req = build()?;
         match exchange(stream.clone(), req, max_response_bytes).await {
@@ -190,7 +341,7 @@ pub(crate) async fn send(
 }
 
 async fn exchange(
-    stream: TcpStream,
+    stream: Stream,
     req: Request,
     max_response_bytes: usize,
 ) -> Result<(RawResponse, bool), Failure> {
@@ -246,7 +397,14 @@ mod tests {
             (b.host.as_str(), b.connect_host.as_str()),
             ("[::1]:9", "::1")
         );
-        assert!(BaseUrl::parse("https://example.com").is_err());
+        let b = BaseUrl::parse("https://Example.com:443/v1").unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("example.com", 443, true));
+        let b = BaseUrl::parse("https://example.com:8443").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("example.com:8443", 8443));
+        assert_eq!(b.origin, "https://example.com:8443");
+        let b = BaseUrl::parse("http://example.com:443").unwrap();
+        assert_eq!((b.host.as_str(), b.tls), ("example.com:443", false));
+        assert!(BaseUrl::parse("ftp://example.com").is_err());
         assert!(BaseUrl::parse("example.com").is_err());
         assert!(BaseUrl::parse("http://h/v1?x=1").is_err());
     }

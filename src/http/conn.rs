@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use async_net::TcpStream;
 use futures_lite::FutureExt;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::headers::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http_types::{Body, Method, Request, Response, StatusCode, Version};
 
@@ -124,11 +123,12 @@ enum ReadOutcome {
     Shutdown,
 }
 
-/// Serve one accepted connection until it ends.
-pub(crate) async fn run<H: Handler>(
+/// Serve one accepted connection (a TCP stream, or a TLS stream over one)
+/// until it ends.
+pub(crate) async fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared<H>>,
     guard: ActiveGuard<H>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
 ) {
     let mut conn = Conn {
@@ -142,15 +142,15 @@ pub(crate) async fn run<H: Handler>(
     drop(guard);
 }
 
-struct Conn<H> {
+struct Conn<H, S> {
     shared: Arc<Shared<H>>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     /// The one read buffer of this connection.
     buf: Vec<u8>,
 }
 
-impl<H: Handler> Conn<H> {
+impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
     fn config(&self) -> &ServerConfig {
         &self.shared.config
     }
@@ -454,9 +454,10 @@ impl<H: Handler> Conn<H> {
     /// Half-close and drain what the peer still sends for a short while, so
     /// our last answer is not lost to a TCP reset.
     async fn linger(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
         let stream = &mut self.stream;
         let drain = async {
+            // Half-close: FIN on TCP (close_notify first on TLS).
+            let _ = stream.close().await;
             let mut scratch = [0u8; 4096];
             let mut total = 0;
             while total < LINGER_BYTES {

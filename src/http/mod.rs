@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`framing`] | the pure, audited part: parsing a request head ([`parse_head`]), every framing decision (400 / 413 / 431 / 501), chunked decoding, the request URL. No I/O. |
 //! | `conn` | the per-connection loop: one read buffer per connection (pipelining), keep-alive, `Expect: 100-continue`, deadlines, response writing. |
-//! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]). |
+//! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]); with the `tls` feature the TLS handshake before the connection loop (`serve_tls`, `serve_tls_on`). |
 //! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
 //! | [`metrics`] | request counting and the `/metrics` endpoint |
 //! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
@@ -74,6 +74,8 @@ pub use framing::{parse_head, FramingError, ParsedHead};
 pub use http_types::{Request, Response, StatusCode};
 pub use layers::Middleware;
 pub use server::{serve, serve_on};
+#[cfg(feature = "tls")]
+pub use server::{serve_tls, serve_tls_on};
 
 /// A boxed, `Send` future, the return type of [`Handler::handle`].
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -163,6 +165,10 @@ pub struct ServerConfig {
     /// After shutdown is signalled, how long in-flight requests may take to
     /// finish before their connections are dropped. Default: 10 s.
     pub shutdown_grace: Duration,
+    /// TLS only: time allowed for the whole handshake, counted from the
+    /// accept. On expiry the connection is closed silently (no HTTP answer
+    /// is possible before the handshake). Default: 10 s.
+    pub handshake_timeout: Duration,
     /// Where to count connections (open, accepted, rejected at the cap);
     /// `None` (the default) counts nothing.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
@@ -180,6 +186,7 @@ impl Default for ServerConfig {
             max_connections: 256,
             max_requests_per_connection: None,
             shutdown_grace: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             metrics: None,
         }
     }

@@ -2,10 +2,10 @@
 //! the official server produces (JSON with `Content-Type:
 //! application/json`, the framework's plain-text 404/500, the bare 304).
 
-use super::service::Failure;
 use super::{Response, StatusCode};
 use crate::auth::AuthError;
 use crate::proto::json::{to_js_json, Object, Value};
+use crate::sync::SyncError;
 use http_types::Body;
 
 /// `{"error":"<message>"}`.
@@ -61,6 +61,22 @@ pub fn empty(code: StatusCode) -> Response {
 /// `304` with no headers at all.
 pub fn not_modified() -> Response {
     empty(StatusCode::NotModified)
+}
+
+/// Why a request failed before producing its answer.
+#[derive(Debug)]
+pub enum Failure {
+    Auth(AuthError),
+    Forbidden,
+    /// An identity restriction refused the caller.
+    Restricted,
+    Sync(SyncError),
+}
+
+impl From<SyncError> for Failure {
+    fn from(e: SyncError) -> Self {
+        Failure::Sync(e)
+    }
 }
 
 /// Map a failure to the official answer.

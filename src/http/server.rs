@@ -12,6 +12,12 @@
 //!   [`ServerConfig::shutdown_grace`], connections still open are dropped.
 //! * **Accept errors** (e.g. out of file descriptors) are logged and retried
 //!   after 100 ms; they never end the server.
+//! * **TLS** ([`serve_tls`], [`serve_tls_on`], feature `tls`): each accepted
+//!   connection first completes a TLS handshake within
+//!   [`ServerConfig::handshake_timeout`] (and is closed at shutdown while
+//!   still handshaking), then runs the same connection loop as plain HTTP.
+//!   A failed handshake (garbage, plain HTTP, an unknown CA on the client's
+//!   side) just closes the connection.
 
 use std::future::Future;
 use std::io;
@@ -22,7 +28,9 @@ use std::time::Duration;
 use async_executor::{Executor, Task};
 use async_io::Timer;
 use async_net::TcpListener;
-use futures_lite::FutureExt;
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::conn::{self, ActiveGuard, Shared};
 use super::signal::Signal;
@@ -59,6 +67,103 @@ pub async fn serve_on<H: Handler>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    serve_with(ex, listener, handler, config, Transport::Plain, shutdown).await
+}
+
+/// [`serve`] over TLS: HTTPS with the certificate `tls` presents at the
+/// time of each handshake (see [`crate::tls::ServerTls::reload`]).
+#[cfg(feature = "tls")]
+pub async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    tls: Arc<crate::tls::ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let ex = Executor::new();
+    ex.run(serve_tls_on(&ex, listener, handler, config, tls, shutdown))
+        .await
+}
+
+/// [`serve_on`] over TLS.
+#[cfg(feature = "tls")]
+pub async fn serve_tls_on<H: Handler>(
+    ex: &Executor<'_>,
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    tls: Arc<crate::tls::ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with(ex, listener, handler, config, Transport::Tls(tls), shutdown).await
+}
+
+/// The stream of one connection. The connection loop is generic over its
+/// stream but instantiated with this one type only, so the binary holds one
+/// copy of it for plain and TLS connections.
+enum Io {
+    Plain(async_net::TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<futures_rustls::server::TlsStream<async_net::TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Io::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Io::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_close(cx),
+            #[cfg(feature = "tls")]
+            Io::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+        }
+    }
+}
+
+/// What runs over each accepted TCP connection.
+enum Transport {
+    Plain,
+    #[cfg(feature = "tls")]
+    Tls(Arc<crate::tls::ServerTls>),
+}
+
+async fn serve_with<H: Handler>(
+    ex: &Executor<'_>,
+    listener: TcpListener,
+    handler: Arc<H>,
+    config: ServerConfig,
+    transport: Transport,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let local_addr = listener.local_addr()?;
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared {
@@ -91,7 +196,20 @@ pub async fn serve_on<H: Handler>(
                         }
                         let guard = ActiveGuard::new(shared.clone());
                         tasks.retain(|t| !t.is_finished());
-                        tasks.push(ex.spawn(conn::run(shared.clone(), guard, stream, peer)));
+                        let task = match &transport {
+                            Transport::Plain => {
+                                ex.spawn(conn::run(shared.clone(), guard, Io::Plain(stream), peer))
+                            }
+                            #[cfg(feature = "tls")]
+                            Transport::Tls(tls) => ex.spawn(handshake_then_run(
+                                shared.clone(),
+                                guard,
+                                tls.acceptor(),
+                                stream,
+                                peer,
+                            )),
+                        };
+                        tasks.push(task);
                     }
                     Err(e) => {
                         log::warn!("accept failed: {e}");
@@ -125,4 +243,31 @@ pub async fn serve_on<H: Handler>(
     // Dropping the handles cancels whatever is still running.
     drop(tasks);
     Ok(())
+}
+
+/// Complete the TLS handshake within the deadline (or until shutdown), then
+/// serve the connection like a plain one.
+#[cfg(feature = "tls")]
+async fn handshake_then_run<H: Handler>(
+    shared: Arc<Shared<H>>,
+    guard: ActiveGuard<H>,
+    acceptor: crate::tls::TlsAcceptor,
+    stream: async_net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let deadline = shared.config.handshake_timeout;
+    let handshake = async { Some(acceptor.accept(stream).await) };
+    let timer = async {
+        Timer::after(deadline).await;
+        None
+    };
+    let stop = async {
+        shared.shutdown.wait().await;
+        None
+    };
+    match handshake.or(timer).or(stop).await {
+        Some(Ok(tls)) => conn::run(shared, guard, Io::Tls(Box::new(tls)), peer).await,
+        Some(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
+        None => log::debug!("TLS handshake with {peer} did not complete in time"),
+    }
 }

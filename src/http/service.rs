@@ -5,12 +5,12 @@
 //! into responses through [`super::response`].
 
 use super::client_ip::{client_ip, TrustedProxies};
-use super::response::{self, json_ok, json_status, not_found};
+use super::response::{self, json_ok, json_status, not_found, Failure};
 use super::router::{query_param, Action, Router, Target};
 use super::{take_body_bytes, BoxFuture, Handler, PeerAddr, Request, Response};
 use crate::auth::restrictions::{Action as Op, Restrictions};
 use crate::auth::roles::{effective_roles, Access};
-use crate::auth::{normalize_host, Auth, AuthError, AuthRequest, HeaderLookup, Resolver};
+use crate::auth::{normalize_host, Auth, AuthRequest, HeaderLookup, Resolver};
 use crate::config::{CollectionConfig, PerCollection, SyncConfig};
 use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
@@ -802,22 +802,6 @@ impl Service {
             .store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, &rules, now))
             .await;
         json_ok(&body)
-    }
-}
-
-/// Why a request failed before producing its answer.
-#[derive(Debug)]
-pub enum Failure {
-    Auth(AuthError),
-    Forbidden,
-    /// An identity restriction refused the caller.
-    Restricted,
-    Sync(SyncError),
-}
-
-impl From<SyncError> for Failure {
-    fn from(e: SyncError) -> Self {
-        Failure::Sync(e)
     }
 }
 

@@ -9,6 +9,8 @@
 //! `auth` may instead be `{"passphraseFile": PATH}` or `{"credentialsFile": PATH}`,
 //! and may add `"capTtlSec"` (lifetime of minted caps, default 30 days) and
 //! `"refreshMarginSec"` (re-mint this long before expiry, default one day).
+//! A top-level `"caFile": PATH` (PEM) makes `https://` primaries be verified
+//! against those CA certificates instead of the bundled Mozilla roots.
 //! Fields the official package requires but older docs give defaults for
 //! get those defaults: `intervalMs` 60000, `headers` `{}`, `writeMode`
 //! `pull_only`, `syncTriggers` `["scheduled"]`.
@@ -84,6 +86,9 @@ pub struct ReplicaConfig {
     /// Re-mint a self-signed cap this long before it expires
     /// (`auth.refreshMarginSec`, default one day).
     pub refresh_margin_sec: i64,
+    /// `caFile`: PEM CA certificates that `https://` primaries are verified
+    /// against instead of the bundled Mozilla roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why a settings file was refused.
@@ -254,11 +259,19 @@ pub fn parse(text: &[u8]) -> Result<ReplicaConfig, ReplicaConfigError> {
         }
         Some(_) => return Err(shape("\"auth\" must be an object")),
     };
+    let ca_file = match root.get("caFile") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.to_string_lossy().is_empty() => {
+            Some(PathBuf::from(s.to_string_lossy()))
+        }
+        Some(_) => return Err(shape("\"caFile\" must be a non-empty string (a PEM file)")),
+    };
     Ok(ReplicaConfig {
         collections,
         auth,
         cap_ttl_sec,
         refresh_margin_sec,
+        ca_file,
     })
 }
 
@@ -373,6 +386,13 @@ mod tests {
             (60_000, WriteMode::PullOnly, true, false)
         );
         assert_eq!(c.auth, ReplicaAuth::None);
+        assert_eq!(c.ca_file, None);
+        let c = parse(br#"{"collections":{},"caFile":"/etc/ca.pem"}"#).unwrap();
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(matches!(
+            parse(br#"{"collections":{},"caFile":1}"#),
+            Err(ReplicaConfigError::Shape(_))
+        ));
         assert!(matches!(parse(b"[]"), Err(ReplicaConfigError::Shape(_))));
         assert!(matches!(
             parse(br#"{"collections":{"n":{"url":"u","pullPath":"/p","writeMode":"nope"}}}"#),

@@ -3,6 +3,9 @@
 //! file, or saved device credentials), signing the full URL path (mount
 //! included) and host of every request, as `createReplicaAuth` does, and
 //! re-minting a self-signed cap a day before it expires (replica.md §10).
+//! `https://` primaries are verified against the bundled Mozilla roots or
+//! the settings' `caFile`; a TLS failure is a failed sync like an
+//! unreachable primary (logged, retried with back-off, local data served).
 
 use super::config::{ReplicaAuth, ReplicaConfig};
 use super::manager::{Primary, PrimaryResponse};
@@ -87,6 +90,7 @@ impl HttpPrimary {
             let opts = ClientOptions {
                 signer: signer.clone(),
                 timeout: Duration::from_secs(30),
+                ca_file: config.ca_file.clone(),
                 ..ClientOptions::default()
             };
             let c = Client::with_options(&r.url, opts)

@@ -4,6 +4,8 @@
 //! with cap-certs.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use starfish::proto::{
     json::{Object, Value},
     request_sig::{self, RequestToSign},
 };
-use starfish::server::{ServeOptions, Server, StoreChoice};
+use starfish::server::{ServeOptions, Server, StoreChoice, TlsFiles};
 
 pub use starfish::http::service::now_ms;
 
@@ -51,11 +53,67 @@ pub struct Setup {
     pub port: u16,
     /// Revocation file (`--revocations`).
     pub revocations: Option<PathBuf>,
+    /// Serve HTTPS with this certificate and key file, and verify it with
+    /// this CA (PEM) in the test's own requests.
+    pub tls: Option<(PathBuf, PathBuf, String)>,
+    /// Limits and deadlines of the HTTP layer.
+    pub http: ServerConfig,
     /// Any other server option (`--trusted-proxy`, `--config-endpoint`, ...).
     pub tweak: fn(&mut ServeOptions),
     /// Keep documents in this directory (kept after the server stops, so a
     /// test can restart on it) instead of a fresh one removed on drop.
     pub data_dir: Option<PathBuf>,
+}
+
+/// A throw-away CA and a server certificate it signs, as PEM files in a
+/// temp dir (removed on drop).
+#[derive(Debug)]
+pub struct TlsCerts {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca_pem: String,
+    /// The leaf certificate, DER.
+    pub leaf_der: Vec<u8>,
+}
+
+impl TlsCerts {
+    /// A new CA and a leaf for `names` with a `kind` key.
+    pub fn new(names: &[&str], kind: certs::KeyKind, validity: certs::Validity) -> TlsCerts {
+        let ca = certs::Ca::new("starfish test CA");
+        let leaf = ca.leaf(names, kind, validity);
+        TlsCerts::write(&ca, &leaf)
+    }
+
+    /// For 127.0.0.1 and localhost, ECDSA, currently valid.
+    pub fn localhost() -> TlsCerts {
+        TlsCerts::new(
+            &["127.0.0.1", "localhost"],
+            certs::KeyKind::EcdsaP256,
+            certs::Validity::Current,
+        )
+    }
+
+    /// Write `ca` and `leaf` to a fresh temp dir.
+    pub fn write(ca: &certs::Ca, leaf: &certs::Leaf) -> TlsCerts {
+        let dir = temp_dir("tls");
+        certs::write_set(&dir, ca, leaf).expect("write certificates");
+        TlsCerts {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            dir,
+            ca_pem: ca.pem.clone(),
+            leaf_der: leaf.der.clone(),
+        }
+    }
+}
+
+impl Drop for TlsCerts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Setup {
@@ -67,6 +125,11 @@ impl Setup {
             replica: None,
             port: 0,
             revocations: None,
+            tls: None,
+            http: ServerConfig {
+                shutdown_grace: Duration::from_millis(200),
+                ..ServerConfig::default()
+            },
             tweak: |_| {},
             data_dir: None,
         }
@@ -79,6 +142,14 @@ impl Setup {
     /// Adjust the server options before start.
     pub fn tweak(mut self, f: fn(&mut ServeOptions)) -> Self {
         self.tweak = f;
+        self
+    }
+    pub fn tls(mut self, certs: &TlsCerts) -> Self {
+        self.tls = Some((certs.cert.clone(), certs.key.clone(), certs.ca_pem.clone()));
+        self
+    }
+    pub fn http(mut self, http: ServerConfig) -> Self {
+        self.http = http;
         self
     }
     pub fn replica(mut self, settings: &str) -> Self {
@@ -114,6 +185,12 @@ pub struct TestServer {
     root: PathBuf,
     stop: Option<async_channel::Sender<()>>,
     handle: Option<JoinHandle<()>>,
+    /// Over HTTPS: how the test's requests verify the server.
+    #[cfg(feature = "tls")]
+    pub tls_client: Option<std::sync::Arc<starfish::tls::rustls::ClientConfig>>,
+    /// Over HTTPS: the server's certificate state (reload it in tests).
+    #[cfg(feature = "tls")]
+    pub tls_state: Option<std::sync::Arc<starfish::tls::ServerTls>>,
 }
 
 impl TestServer {
@@ -136,18 +213,26 @@ impl TestServer {
                 allow_anonymous: setup.allow_anonymous,
                 ..CapResolverConfig::default()
             },
-            http: ServerConfig {
-                shutdown_grace: Duration::from_millis(200),
-                ..ServerConfig::default()
-            },
+            http: setup.http.clone(),
             threads: 2,
             replica,
             revocations: setup.revocations,
+            tls: setup.tls.as_ref().map(|(cert, key, _)| TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
             ..ServeOptions::default()
         };
         (setup.tweak)(&mut opts);
         let server = Server::bind(opts).expect("server binds");
         let addr = server.local_addr();
+        #[cfg(feature = "tls")]
+        let tls_state = server.tls();
+        #[cfg(feature = "tls")]
+        let tls_client = setup
+            .tls
+            .as_ref()
+            .map(|(_, _, ca)| tls_io::client_config(ca));
         let (tx, rx) = async_channel::bounded::<()>(1);
         let handle = std::thread::spawn(move || {
             server
@@ -162,7 +247,21 @@ impl TestServer {
             root,
             stop: Some(tx),
             handle: Some(handle),
+            #[cfg(feature = "tls")]
+            tls_client,
+            #[cfg(feature = "tls")]
+            tls_state,
         }
+    }
+
+    /// Send request bytes on a fresh connection (TLS when the server
+    /// serves HTTPS) and read the whole response.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Resp {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.tls_client {
+            return tls_io::send(self.addr, config, "127.0.0.1", bytes);
+        }
+        send_raw(self.addr, bytes)
     }
 
     /// The `Host` header value (and signed `h`).
@@ -252,7 +351,7 @@ impl Req {
     }
 
     pub fn send(&self, server: &TestServer) -> Resp {
-        send_raw(server.addr, &self.to_bytes(&server.host()))
+        server.send_bytes(&self.to_bytes(&server.host()))
     }
 }
 
@@ -341,6 +440,101 @@ pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     parse_response(&buf)
+}
+
+/// Blocking TLS for the tests' own requests (rustls over std sockets).
+#[cfg(feature = "tls")]
+pub mod tls_io {
+    use super::{parse_response, Resp};
+    use starfish::tls::rustls;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+    /// Trust only `ca_pem`.
+    pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in starfish::tls::parse_certificates(ca_pem.as_bytes(), "test CA").unwrap() {
+            roots.add(c).unwrap();
+        }
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(starfish::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// A TLS connection to `addr`, verifying the certificate for `name`.
+    /// The handshake completes here.
+    pub fn connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>, name: &str) -> TlsStream {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+        }
+        s
+    }
+
+    /// The server's end-entity certificate on an open connection (DER).
+    pub fn peer_leaf(s: &TlsStream) -> Vec<u8> {
+        s.conn.peer_certificates().expect("peer certificates")[0].to_vec()
+    }
+
+    /// Send bytes on a fresh TLS connection and read the whole response.
+    pub fn send(
+        addr: SocketAddr,
+        config: &Arc<rustls::ClientConfig>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Resp {
+        let mut s = connect(addr, config, name);
+        s.write_all(bytes).expect("write request");
+        s.flush().unwrap();
+        let mut buf = Vec::new();
+        // A peer that closes without close_notify is an error for rustls;
+        // what arrived before it still counts.
+        let mut chunk = [0u8; 16384];
+        loop {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        parse_response(&buf)
+    }
+
+    /// One request on an open keep-alive connection; reads exactly one
+    /// response (framed by Content-Length).
+    pub fn exchange(s: &mut TlsStream, bytes: &[u8]) -> Resp {
+        s.write_all(bytes).expect("write request");
+        s.flush().unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    return parse_response(&buf);
+                }
+            }
+            let n = s.read(&mut chunk).expect("read response");
+            assert!(n > 0, "connection closed before the response");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
 }
 
 pub fn parse_response(buf: &[u8]) -> Resp {

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { appendFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 
 let passed = 0;
 process.on("exit", () => {
@@ -55,7 +56,8 @@ export async function expectText404(res, msg = "") {
 
 /**
  * A raw HTTP/1.1 request with a verbatim request-target (fetch/URL would
- * normalise dot segments and escapes before sending).
+ * normalise dot segments and escapes before sending). Over TLS in a --tls
+ * run (the certificate verified against NODE_EXTRA_CA_CERTS).
  */
 export function rawRequest(port, method, target, { headers = {}, body } = {}) {
   headers = { ...headers };
@@ -64,7 +66,8 @@ export function rawRequest(port, method, target, { headers = {}, body } = {}) {
     headers["Content-Length"] = String(Buffer.byteLength(body));
   }
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const proto = process.env.STARFISH_TLS_DIR ? https : http;
+    const req = proto.request(
       { host: "127.0.0.1", port, method, path: target, headers, agent: false },
       (res) => {
         const chunks = [];

@@ -7,6 +7,11 @@
 //
 // The binary comes from $STARFISH_BIN, default ../../target/release/starfish
 // relative to this interop folder.
+//
+// With $STARFISH_TLS_DIR set (run.sh --tls), the server serves HTTPS with
+// $STARFISH_TLS_DIR/cert.pem and key.pem (`--tls-cert/--tls-key`), and
+// srv.origin / srv.base are https:// URLs; Node trusts the throw-away CA
+// through NODE_EXTRA_CA_CERTS, set by run.sh before node starts.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,7 +33,12 @@ export function starfishBin() {
   return bin;
 }
 
-const LISTEN_RE = /listening on (http:\/\/127\.0\.0\.1:(\d+))(\S*)/;
+const LISTEN_RE = /listening on (https?:\/\/127\.0\.0\.1:(\d+))(\S*)/;
+
+/** The HTTPS material of a --tls run, or null for plain HTTP. */
+export function tlsDir() {
+  return process.env.STARFISH_TLS_DIR || null;
+}
 
 /**
  * @param {object} [opts]
@@ -48,6 +58,8 @@ export async function startServer(opts = {}) {
   }
   if (opts.config) args.push("--config", path.resolve(INTEROP_DIR, opts.config));
   if (opts.args) args.push(...opts.args);
+  const tls = tlsDir();
+  if (tls) args.push("--tls-cert", path.join(tls, "cert.pem"), "--tls-key", path.join(tls, "key.pem"));
 
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   // Safety net: never leave the server behind if the test process exits early.
@@ -64,7 +76,10 @@ export async function startServer(opts = {}) {
     child.stderr.on("data", (chunk) => {
       if (stderr.length < 1 << 20) stderr += chunk;
       const m = LISTEN_RE.exec(stderr);
-      if (m) {
+      if (m && m[1].startsWith("https:") !== Boolean(tls)) {
+        clearTimeout(timer);
+        reject(new Error(`starfish serves ${m[1]}, expected ${tls ? "https" : "http"}`));
+      } else if (m) {
         clearTimeout(timer);
         resolve({ origin: m[1], port: Number(m[2]), mount: m[3] });
       }

@@ -1,19 +1,33 @@
 """Drive a running starfish-rs server with the official Python SDK.
 
-Usage: check_sdk.py BASE_URL CAP_JSON_FILE
+Usage: check_sdk.py BASE_URL CAP_JSON_FILE [CA_FILE]
 BASE_URL is the server's mount (http://127.0.0.1:PORT/v1); CAP_JSON_FILE holds
 {"cap": <root device cap>, "priv": <seed hex>, "uid": <user id>}.
+With CA_FILE (an https:// BASE_URL), every client verifies the server against
+that PEM CA bundle: the SDK's `client=` option with an httpx client whose
+`verify` is an SSL context loaded from CA_FILE.
 Every expectation comes from the protocol spec (wire.md, client.md).
 Exits non-zero on the first failed check.
 """
 import asyncio
 import json
+import ssl
 import sys
+
+import httpx
 
 from starfish_protocol.hash import compute_hash
 from starfish_sdk import ConflictError, StarfishClient, StarfishHttpError, SyncManager
 
 checks = 0
+ca_file = None
+
+
+def client(base, **kw):
+    """A StarfishClient; over https it trusts only the CA bundle in ca_file."""
+    if ca_file:
+        kw["client"] = httpx.AsyncClient(timeout=30.0, verify=ssl.create_default_context(cafile=ca_file))
+    return StarfishClient(base, **kw)
 
 
 def check(cond, what):
@@ -35,7 +49,17 @@ class Caps:
 async def main(base, cap_file):
     cred = json.load(open(cap_file))
     uid = cred["uid"]
-    async with StarfishClient(base) as c:
+    check(base.startswith("https://") == bool(ca_file), "https base URL exactly when a CA bundle is given")
+    if ca_file:
+        # Without the CA bundle the SDK's default trust store refuses the
+        # throw-away CA: the certificate really is verified.
+        try:
+            async with StarfishClient(base) as c:
+                await c.pull("/pull/public/notes/py-untrusted")
+            check(False, "an unknown issuer must be refused")
+        except httpx.ConnectError as e:
+            check("CERTIFICATE_VERIFY_FAILED" in str(e), "unknown issuer refused by the default trust store")
+    async with client(base) as c:
         r = await c.pull("/pull/public/notes/py-1")
         check(r.data == {} and r.hash == "", "missing document pulls as empty (wire.md 4.2)")
         doc = {"msg": "h\u00e9llo", "n": [1, 2.5, 10**21], "nested": {"b": 1, "a": None}}
@@ -65,7 +89,7 @@ async def main(base, cap_file):
             check(e.status == 403, "anonymous caller on a self collection is 403")
 
     caps = Caps(cred["cap"], cred["priv"])
-    async with StarfishClient(base, cap_provider=caps) as c:
+    async with client(base, cap_provider=caps) as c:
         p = await c.push(f"/push/users/{uid}/settings", {"theme": "dark"}, None)
         check(p.hash == compute_hash({"theme": "dark"}), "signed push to own document")
         r = await c.pull(f"/pull/users/{uid}/settings")
@@ -85,13 +109,15 @@ async def main(base, cap_file):
         check(r.data == {"theme": "light"}, "SyncManager push")
 
     origin = base.rsplit("/v1", 1)[0]
-    async with StarfishClient(origin, cap_provider=caps, namespace="demo") as c:
+    async with client(origin, cap_provider=caps, namespace="demo") as c:
         p = await c.push(f"/push/demo/users/{uid}/inbox", {"m": 1}, None)
         check(p.hash == compute_hash({"m": 1}), "namespaced signed push")
         r = await c.pull(f"/pull/demo/users/{uid}/inbox")
         check(r.data == {"m": 1}, "namespaced signed pull")
-    print(f"python-sdk: {checks} passed, 0 failed")
+    print(f"python-sdk{'-https' if ca_file else ''}: {checks} passed, 0 failed")
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        ca_file = sys.argv[3]
     asyncio.run(main(sys.argv[1], sys.argv[2]))
