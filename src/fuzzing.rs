@@ -1093,6 +1093,25 @@ pub fn config(data: &[u8]) {
     for (_, col) in c.all_collections() {
         let _ = plan.sweep_ttl(&col.storage_path);
     }
+    // Restrictions, field permissions and object schemas compile from any
+    // accepted config and answer without panicking.
+    let restrictions = crate::auth::restrictions::Restrictions::from_config(c);
+    let empty = crate::proto::json::Object::new();
+    for (ns, col) in c.all_collections() {
+        use crate::auth::restrictions::Action;
+        for action in [Action::Pull, Action::Push, Action::List] {
+            let _ = restrictions.check(Some("u"), action, ns, &col.name);
+            let _ = restrictions.check(None, action, ns, &col.name);
+        }
+        let fields = col.extended.field_permissions.as_ref();
+        if let Some(f) = crate::sync::fields::FieldPermissions::from_config(fields) {
+            let _ = f.malformed_fields();
+            let _ = f.check_write(&empty, &[]);
+        }
+        if let Some(raw) = col.extended.object_schema.as_ref() {
+            let _ = crate::sync::schema::CollectionSchema::compile(raw).check(&empty);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

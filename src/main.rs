@@ -37,6 +37,9 @@ Options for serve:
   --tls-key FILE          PEM private key of --tls-cert (RSA, ECDSA or Ed25519)
   --tls-handshake-timeout-ms N
                           time to complete a TLS handshake (default 10000)
+  --revocations FILE      signed cap revocation lists (the official
+                          buildRevocationList JSON, one list or an array);
+                          re-read when the file changes and on SIGHUP
   --trusted-proxy CIDR    a reverse proxy whose X-Forwarded-For names the client
                           (repeatable; e.g. 127.0.0.1, 10.0.0.0/8, fd00::/8).
                           Without it, rate limits key ip on the TCP peer only
@@ -139,6 +142,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
+            "--revocations" => opts.revocations = Some(PathBuf::from(value(&mut args, &a)?)),
             "--tls-cert" => tls_cert = Some(PathBuf::from(value(&mut args, &a)?)),
             "--tls-key" => tls_key = Some(PathBuf::from(value(&mut args, &a)?)),
             "--tls-handshake-timeout-ms" => opts.http.handshake_timeout = millis(&mut args, &a)?,

@@ -8,6 +8,7 @@
 //! future). The HTTP layer is [`crate::http`]; this module only wires.
 
 use crate::auth::cap::{CapResolver, CapResolverConfig};
+use crate::auth::revocation::RevocationFile;
 use crate::config::{default_config, parse_config, ConfigError, LoadedConfig, SyncConfig};
 use crate::http::client_ip::TrustedProxies;
 use crate::http::cors::CorsError;
@@ -64,6 +65,9 @@ pub struct ServeOptions {
     /// Replica settings file (`--replica FILE`): pull collections from a
     /// primary and serve them locally.
     pub replica: Option<PathBuf>,
+    /// Signed cap revocation lists (`--revocations FILE`), re-read when the
+    /// file changes and on SIGHUP.
+    pub revocations: Option<PathBuf>,
     /// Serve HTTPS instead of HTTP (needs the `tls` feature).
     pub tls: Option<TlsFiles>,
     /// CORS, security headers, request timeout (all off by default).
@@ -106,6 +110,9 @@ impl MetricsOptions {
     }
 }
 
+/// How often the revocation file is checked for changes.
+pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
@@ -120,6 +127,7 @@ impl Default for ServeOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             replica: None,
+            revocations: None,
             tls: None,
             middleware: Middleware::default(),
             metrics: MetricsOptions::default(),
@@ -141,6 +149,7 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
     Io(std::io::Error),
     Replica(String),
+    Revocations(String),
     /// The TLS certificate or key could not be loaded.
     Tls(String),
     Cors(CorsError),
@@ -153,6 +162,7 @@ impl ServeError {
             ServeError::ReadConfig(..)
             | ServeError::Config(_)
             | ServeError::Replica(_)
+            | ServeError::Revocations(_)
             | ServeError::Tls(_)
             | ServeError::Cors(_) => 2,
             _ => 1,
@@ -168,7 +178,7 @@ impl fmt::Display for ServeError {
             ServeError::Store(e) => write!(f, "cannot open store: {e}"),
             ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             ServeError::Io(e) => write!(f, "server error: {e}"),
-            ServeError::Replica(e) => f.write_str(e),
+            ServeError::Replica(e) | ServeError::Revocations(e) => f.write_str(e),
             ServeError::Tls(e) => write!(f, "TLS: {e}"),
             ServeError::Cors(e) => write!(f, "{e}"),
         }
@@ -196,6 +206,7 @@ pub struct Server {
     threads: usize,
     description: String,
     replica: Option<Arc<ReplicaManager>>,
+    revocations: Option<Arc<RevocationFile>>,
     #[cfg(feature = "tls")]
     tls: Option<Arc<crate::tls::ServerTls>>,
     metrics: Option<Arc<Metrics>>,
@@ -240,7 +251,17 @@ impl Server {
             .max_body_bytes
             .unwrap_or_else(|| http.max_body_bytes.max(largest_body_limit(&config)));
         http.metrics = metrics.clone();
-        let resolver = Arc::new(CapResolver::new(opts.auth.clone()));
+        let revocations = match &opts.revocations {
+            None => None,
+            Some(path) => Some(Arc::new(
+                RevocationFile::open(path).map_err(|e| ServeError::Revocations(e.to_string()))?,
+            )),
+        };
+        let mut resolver = CapResolver::new(opts.auth.clone());
+        if let Some(file) = &revocations {
+            resolver = resolver.with_revocations(file.store());
+        }
+        let resolver = Arc::new(resolver);
         if let Some(m) = &metrics {
             register_auth_gauges(m, &resolver);
         }
@@ -330,6 +351,7 @@ impl Server {
             threads: opts.threads.max(1),
             description,
             replica,
+            revocations,
             #[cfg(feature = "tls")]
             tls,
             metrics,
@@ -427,6 +449,11 @@ impl Server {
                     let _ = rx.recv().await;
                 }))
             });
+            // Cancelled when dropped, after the server has stopped.
+            let revocation_task = self
+                .revocations
+                .clone()
+                .map(|file| ex.spawn(watch_revocations(file, REVOCATION_POLL)));
             // The metrics listener, if any, runs beside the main one on the
             // same executor and stops with it. Both are the same `serve_on`
             // (same handler and shutdown types): one copy of the listener and
@@ -499,6 +526,7 @@ impl Server {
                 log::warn!("metrics listener: {e}");
             }
             drop(sweeper_task);
+            drop(revocation_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {
                 async_io::block_on(ex.run(task));
@@ -507,6 +535,41 @@ impl Server {
         })?;
         log::info!("stopped");
         Ok(())
+    }
+}
+
+/// Re-read the revocation file when it changes (checked every `poll`) and
+/// on SIGHUP. Runs until dropped.
+async fn watch_revocations(file: Arc<RevocationFile>, poll: std::time::Duration) {
+    use futures_lite::{FutureExt, StreamExt};
+    let mut hup = match async_signal::Signals::new([async_signal::Signal::Hup]) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::warn!("SIGHUP cannot be watched ({e}); revocation file changes are still polled");
+            None
+        }
+    };
+    loop {
+        let tick = async {
+            async_io::Timer::after(poll).await;
+            false
+        };
+        let signal = async {
+            match hup.as_mut() {
+                Some(s) => s.next().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        let on_signal = tick.or(signal).await;
+        let file = file.clone();
+        blocking::unblock(move || {
+            if on_signal {
+                file.reload_logged("SIGHUP");
+            } else if file.changed() {
+                file.reload_logged("file changed");
+            }
+        })
+        .await;
     }
 }
 

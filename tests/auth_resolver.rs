@@ -330,3 +330,44 @@ fn a_tampered_cap_is_refused_even_after_the_original_was_cached() {
     );
     let _ = json::parse(b"{}");
 }
+
+/// Member and audience caps: the official resolver accepts them only when
+/// the host installs a validator plugin for their kind (e.g.
+/// `sharingServerPlugin`); its default plugin knows device caps only, so a
+/// validly signed member or audience cap is 401 after the cap check and
+/// before the request signature. Our resolver has no such plugin seam: the
+/// default answer, always.
+#[test]
+fn member_and_audience_caps_are_refused_like_the_default_official_resolver() {
+    let device = root_cap(scope(Some(&["notes/**"]), &["read", "write"]));
+    let Value::Object(base) = device.value().clone() else {
+        unreachable!()
+    };
+    let sub_uid = user_id();
+    for kind in ["member", "audience"] {
+        let mut o = base.clone();
+        o.remove("sig");
+        o.insert("kind", kind.into());
+        if kind == "member" {
+            o.insert("subUserId", sub_uid.clone().into());
+        } else {
+            o.remove("sub");
+            o.remove("subKem");
+        }
+        let cert = cap::sign_cap_cert(cap::CapCert::from_value(Value::Object(o)), &ROOT_SEED);
+        assert_eq!(
+            cap::verify_cap_cert(&cert, NOW_MS / 1000, 300),
+            Ok(()),
+            "{kind}: a valid cap"
+        );
+        let s = sign(&cert, "GET", "/pull/notes/a", b"", 40, NOW_MS);
+        let err = resolve(&resolver(), "GET", "/pull/notes/a", "", &s, None).unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::Unauthorized(format!(
+                "cap-cert kind \"{kind}\" has no registered validator"
+            ))
+        );
+        assert_eq!(err.status(), 401);
+    }
+}

@@ -234,18 +234,10 @@ fn unsupported_extended_fields_warn() {
       "namespaces":{"n":{"restrictions":[{"mode":"allow","identities":["y"]}],
         "collections":[{"name":"e","storagePath":"q","readRoles":["r"],"writeRoles":["w"],"ttlMs":0}]}}}"#;
     let loaded = parse_config(text.as_bytes()).unwrap();
-    assert_eq!(
-        loaded.warnings,
-        [
-            // rateLimit (global and per collection), ttlMs, listable and
-            // appendOnly are implemented: no warning for them.
-            "restrictions is not supported by starfish-rs and is ignored",
-            "Collection \"c\": objectSchema is not supported by starfish-rs and is ignored",
-            "Collection \"c\": fieldPermissions is not supported by starfish-rs and is ignored",
-            "Collection \"c\": restrictions is not supported by starfish-rs and is ignored",
-            "Namespace \"n\": restrictions is not supported by starfish-rs and is ignored",
-        ]
-    );
+    // rateLimit (global and per collection), ttlMs, listable, appendOnly,
+    // objectSchema, fieldPermissions and restrictions (every level) are
+    // implemented: no warning for them.
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     assert_eq!(
         loaded.config.collections[0].extended.active(),
         [

@@ -10,10 +10,14 @@
 //! |---|---|
 //! | [`cap`] | the cap-cert resolver: verification order, verified-cap cache |
 //! | [`nonce`] | the bounded nonce replay cache |
+//! | [`revocation`] | the revocation store (signed lists by issuer) and the `--revocations` file |
+//! | [`restrictions`] | identity restrictions (`restrictions` at every config level) |
 //! | [`roles`] | the access decision (`checkAuth` step 4), `self` folding |
 
 pub mod cap;
 pub mod nonce;
+pub mod restrictions;
+pub mod revocation;
 pub mod roles;
 
 use std::fmt;

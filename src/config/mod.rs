@@ -21,7 +21,9 @@
 //! configs the official server accepts are accepted) and interpreted by the
 //! module that implements the feature (`rateLimit`: `sync::rate_limit`,
 //! `listable`: `sync::list`, `ttlMs`: `sync::ttl`, `appendOnly`:
-//! `sync::append`). Each one that is set and not implemented yet adds a warning
+//! `sync::append`, `objectSchema`: `sync::schema`, `fieldPermissions`:
+//! `sync::fields`, `restrictions`: `auth::restrictions`). Each one that is
+//! set and not implemented yet (not in [`IMPLEMENTED_EXTENDED`]) adds a warning
 //! `<scope>Collection "<n>": <field> is not supported by starfish-rs and is ignored`.
 //!
 //! Where the official loader crashes with a JavaScript `TypeError` (a
@@ -78,7 +80,7 @@ pub struct SyncConfig {
     /// EXTENDED global rate limit (absent when falsy): defaults for the
     /// collections' rate limits (see `sync::rate_limit`).
     pub rate_limit: Option<Value>,
-    /// EXTENDED global restrictions. Ignored.
+    /// EXTENDED global restrictions (enforced by `auth::restrictions`).
     pub restrictions: Option<Value>,
 }
 
@@ -86,7 +88,7 @@ pub struct SyncConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamespaceConfig {
     pub collections: Vec<CollectionConfig>,
-    /// EXTENDED namespace restrictions. Ignored.
+    /// EXTENDED namespace restrictions (enforced by `auth::restrictions`).
     pub restrictions: Option<Value>,
 }
 
@@ -138,6 +140,21 @@ pub struct ExtendedFields {
     pub listable: Option<Value>,
     pub restrictions: Option<Value>,
 }
+
+/// The EXTENDED collection fields starfish-rs implements (no "not
+/// supported" warning): `rateLimit` (`sync::rate_limit`), `listable`
+/// (`sync::list`), `ttlMs` (`sync::ttl`), `appendOnly` (`sync::append`),
+/// `objectSchema` (`sync::schema`), `fieldPermissions` (`sync::fields`),
+/// `restrictions` at every level (`auth::restrictions`).
+pub const IMPLEMENTED_EXTENDED: &[&str] = &[
+    "rateLimit",
+    "listable",
+    "ttlMs",
+    "appendOnly",
+    "objectSchema",
+    "fieldPermissions",
+    "restrictions",
+];
 
 impl ExtendedFields {
     /// The JSON names of the fields that are set and would have an effect
@@ -309,6 +326,57 @@ pub fn bundle_groups(collections: &[CollectionConfig]) -> Vec<(&str, Vec<&Collec
     out
 }
 
+/// Values compiled per collection (field permissions, schemas, ...), looked
+/// up by scope (`None` = root) and collection name. Built once from a
+/// config; an empty map costs one branch per lookup. A plain list: configs
+/// have few collections, and it keeps the binary small.
+#[derive(Clone, Debug)]
+pub struct PerCollection<T> {
+    entries: Vec<(Option<String>, String, T)>,
+}
+
+impl<T> Default for PerCollection<T> {
+    fn default() -> Self {
+        PerCollection {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> PerCollection<T> {
+    /// Keep `f(namespace, collection)` for every collection where it is `Some`.
+    pub fn build(
+        config: &SyncConfig,
+        mut f: impl FnMut(Option<&str>, &CollectionConfig) -> Option<T>,
+    ) -> Self {
+        let entries = config
+            .all_collections()
+            .filter_map(|(ns, col)| {
+                f(ns, col).map(|v| (ns.map(str::to_owned), col.name.clone(), v))
+            })
+            .collect();
+        PerCollection { entries }
+    }
+
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<&T> {
+        self.entries
+            .iter()
+            .find(|(ns, n, _)| n == name && ns.as_deref() == namespace)
+            .map(|(_, _, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every value with its scope and collection name.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, &str, &T)> {
+        self.entries
+            .iter()
+            .map(|(ns, n, v)| (ns.as_deref(), n.as_str(), v))
+    }
+}
+
 /// A parsed, validated configuration and its non-fatal warnings (to be
 /// logged as `[Starfish] config warning: <w>`).
 #[derive(Clone, Debug, PartialEq)]
@@ -365,8 +433,34 @@ pub fn parse_config(text: &[u8]) -> Result<LoadedConfig, ConfigError> {
     if !errors.is_empty() {
         return Err(ConfigError::Invalid(errors));
     }
+    let errors = build_refusals(&config);
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(errors));
+    }
     let warnings = validate::warnings(&config);
     Ok(LoadedConfig { config, warnings })
+}
+
+/// Security keys this build cannot enforce: a config using them is refused
+/// (never served with the key ignored). Only `objectSchema` without the
+/// `object-schema` cargo feature.
+#[cfg(feature = "object-schema")]
+fn build_refusals(_config: &SyncConfig) -> Vec<String> {
+    Vec::new()
+}
+#[cfg(not(feature = "object-schema"))]
+fn build_refusals(config: &SyncConfig) -> Vec<String> {
+    config
+        .all_collections()
+        .filter(|(_, col)| col.extended.object_schema.is_some())
+        .map(|(ns, col)| {
+            format!(
+                "{}Collection \"{}\": objectSchema needs the `object-schema` cargo feature, which this build of starfish-rs does not have (it would accept unvalidated data); use a default build",
+                ns.map(|n| format!("Namespace \"{n}\": ")).unwrap_or_default(),
+                col.name
+            )
+        })
+        .collect()
 }
 
 /// Validate an already-built config (`validateConfig`): the errors in the

@@ -450,17 +450,13 @@ fn collection_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<Str
     }
 }
 
-/// EXTENDED collection fields starfish-rs implements (no "not supported"
-/// warning for them).
-const IMPLEMENTED: [&str; 4] = ["rateLimit", "listable", "ttlMs", "appendOnly"];
-
 fn unsupported_warnings(cols: &[CollectionConfig], scope: &str, out: &mut Vec<String>) {
     for col in cols {
         for f in col
             .extended
             .active()
             .into_iter()
-            .filter(|f| !IMPLEMENTED.contains(f))
+            .filter(|f| !super::IMPLEMENTED_EXTENDED.contains(f))
         {
             out.push(format!(
                 "{scope}Collection \"{}\": {f} is not supported by starfish-rs and is ignored",
@@ -481,16 +477,9 @@ pub(crate) fn warnings(config: &SyncConfig) -> Vec<String> {
         );
     }
     // starfish-rs additions, after the official list.
-    let not_supported = |f: &str| format!("{f} is not supported by starfish-rs and is ignored");
-    if non_empty_restrictions(config.restrictions.as_ref()) {
-        out.push(not_supported("restrictions"));
-    }
     unsupported_warnings(&config.collections, "", &mut out);
     for (name, ns) in &config.namespaces {
         let scope = format!("Namespace \"{name}\": ");
-        if non_empty_restrictions(ns.restrictions.as_ref()) {
-            out.push(format!("{scope}{}", not_supported("restrictions")));
-        }
         unsupported_warnings(&ns.collections, &scope, &mut out);
     }
     out

@@ -68,6 +68,8 @@ pub fn not_modified() -> Response {
 pub enum Failure {
     Auth(AuthError),
     Forbidden,
+    /// An identity restriction refused the caller.
+    Restricted,
     Sync(SyncError),
 }
 
@@ -90,6 +92,10 @@ pub fn from_error(f: Failure) -> Response {
             json_status(401, &error_body("Unauthorized"))
         }
         Failure::Forbidden => json_status(403, &error_body("Forbidden")),
+        Failure::Restricted => json_status(
+            crate::auth::restrictions::RESTRICTED_STATUS,
+            &error_body(crate::auth::restrictions::RESTRICTED_MESSAGE),
+        ),
         Failure::Sync(e) => match e.body() {
             Some(body) => json_status(e.status(), &body),
             None => {

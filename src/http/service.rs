@@ -8,17 +8,20 @@ use super::client_ip::{client_ip, TrustedProxies};
 use super::response::{self, json_ok, json_status, not_found, Failure};
 use super::router::{query_param, Action, Router, Target};
 use super::{take_body_bytes, BoxFuture, Handler, PeerAddr, Request, Response};
+use crate::auth::restrictions::{Action as Op, Restrictions};
 use crate::auth::roles::{effective_roles, Access};
 use crate::auth::{normalize_host, Auth, AuthRequest, HeaderLookup, Resolver};
-use crate::config::{CollectionConfig, SyncConfig};
+use crate::config::{CollectionConfig, PerCollection, SyncConfig};
 use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
 use crate::proto::scope;
 use crate::store::Store;
 use crate::sync::append::{self, AppendSettings};
-use crate::sync::batch::{self, BatchOptions};
+use crate::sync::batch::{self, BatchOptions, BatchRules};
 use crate::sync::config_endpoint::{self, ConfigEndpoint};
+use crate::sync::fields::FieldPermissions;
 use crate::sync::rate_limit::{self, Caller, RateAction, RateLimits};
+use crate::sync::schema::CollectionSchema;
 use crate::sync::{doc, keys, list, locks::KeyLocks, push, ttl, SyncError};
 use http_types::StatusCode;
 use std::sync::Arc;
@@ -90,6 +93,21 @@ pub struct Service {
     options: ServiceOptions,
     clock: fn() -> i64,
     plugins: Vec<Arc<dyn Plugin>>,
+    /// `restrictions` at every level (always enforced).
+    restrictions: Arc<Restrictions>,
+    /// `fieldPermissions` per collection.
+    fields: Arc<PerCollection<FieldPermissions>>,
+    /// `objectSchema` per collection, compiled once.
+    schemas: PerCollection<CollectionSchema>,
+}
+
+/// Who is calling, as one collection's handler sees it.
+struct Authorized {
+    /// `None` on the public fast path.
+    auth: Option<Auth>,
+    /// Effective roles for the collection; empty on the public fast path
+    /// (the official router never resolves the caller there).
+    roles: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -134,6 +152,32 @@ impl Service {
         resolver: Arc<dyn Resolver>,
         options: ServiceOptions,
     ) -> Self {
+        let restrictions = Restrictions::from_config(&config);
+        let fields = PerCollection::build(&config, |_, c| {
+            FieldPermissions::from_config(c.extended.field_permissions.as_ref())
+        });
+        for (ns, name, f) in fields.iter() {
+            for field in f.malformed_fields() {
+                log::warn!(
+                    "[Starfish] {}collection \"{name}\": fieldPermissions.{field} is malformed (the official server fails with 500); nobody may read or write it",
+                    ns.map(|n| format!("namespace \"{n}\" ")).unwrap_or_default()
+                );
+            }
+        }
+        let schemas = PerCollection::build(&config, |_, c| {
+            c.extended
+                .object_schema
+                .as_ref()
+                .map(CollectionSchema::compile)
+        });
+        for (ns, name, s) in schemas.iter() {
+            if let Some(reason) = s.unusable_reason() {
+                log::warn!(
+                    "[Starfish] {}collection \"{name}\": objectSchema cannot be compiled ({reason}); pushes with object data are answered 500 as the official server does",
+                    ns.map(|n| format!("namespace \"{n}\" ")).unwrap_or_default()
+                );
+            }
+        }
         Service {
             rate_limits: RateLimits::from_config(&config, options.rate_limit_buckets),
             router: Router::new(config, &options.base_path),
@@ -143,6 +187,9 @@ impl Service {
             options,
             clock: now_ms,
             plugins: Vec::new(),
+            restrictions: Arc::new(restrictions),
+            fields: Arc::new(fields),
+            schemas,
         }
     }
 
@@ -257,14 +304,11 @@ impl Service {
         }
     }
 
-    /// `checkAuth` for one collection: the public fast path, else the
-    /// resolver and the role decision. `None` = public fast path.
-    fn check_auth(
-        &self,
-        ctx: &Ctx<'_>,
-        t: &Target<'_>,
-        write: bool,
-    ) -> Result<Option<Auth>, Failure> {
+    /// `checkAuth` for one collection: the public fast path (skipped when
+    /// restrictions exist, as with the official restrictions plugin), else
+    /// the resolver, the role decision and the restrictions.
+    fn check_auth(&self, ctx: &Ctx<'_>, t: &Target<'_>, op: Op) -> Result<Authorized, Failure> {
+        let write = op == Op::Push;
         let col = t.collection;
         let access = Access {
             required: if write {
@@ -274,8 +318,11 @@ impl Service {
             },
             root_only: col.root_only,
         };
-        if access.is_public() {
-            return Ok(None);
+        if access.is_public() && !self.restrictions.is_active() {
+            return Ok(Authorized {
+                auth: None,
+                roles: Vec::new(),
+            });
         }
         let headers = Headers(ctx.req);
         let auth = self
@@ -286,6 +333,9 @@ impl Service {
         if !access.allows(&roles) {
             return Err(Failure::Forbidden);
         }
+        self.restrictions
+            .check(Some(&auth.identity), op, t.namespace, &col.name)
+            .map_err(|_| Failure::Restricted)?;
         // Deliberate fix: a cap without the write op cannot push, whatever
         // the role list says (the official server lets `self` through).
         if write
@@ -296,7 +346,10 @@ impl Service {
         {
             return Err(Failure::Forbidden);
         }
-        Ok(Some(auth))
+        Ok(Authorized {
+            auth: Some(auth),
+            roles,
+        })
     }
 
     /// The client address of a request (see [`super::client_ip`]); `None`
@@ -365,8 +418,8 @@ impl Service {
     /// `GET /list/...` of a `listable` collection.
     async fn list(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
         check_params(t)?;
-        let auth = self.check_auth(ctx, t, false)?;
-        self.rate_check(ctx, t, RateAction::List, auth.as_ref())?;
+        let caller = self.check_auth(ctx, t, Op::List)?;
+        self.rate_check(ctx, t, RateAction::List, caller.auth.as_ref())?;
         let limit = list::parse_limit(ctx.query("limit").as_deref())?;
         let prefix = list::list_prefix(t.collection, &t.params);
         let after = ctx.query("after");
@@ -382,9 +435,14 @@ impl Service {
 
     async fn pull(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
         check_params(t)?;
-        let auth = self.check_auth(ctx, t, false)?;
-        self.rate_check(ctx, t, RateAction::Pull, auth.as_ref())?;
+        let caller = self.check_auth(ctx, t, Op::Pull)?;
+        let auth = caller.auth.as_ref();
+        self.rate_check(ctx, t, RateAction::Pull, auth)?;
         let col = t.collection;
+        let fields = self
+            .fields
+            .get(t.namespace, &col.name)
+            .filter(|f| f.restricts_reads());
         for p in &self.plugins {
             if let Some(res) = decision_response(p.before_pull(&col.name).await) {
                 return Ok(res);
@@ -399,23 +457,24 @@ impl Service {
             return self.binary_pull(ctx, col, key).await;
         }
         if let Some(settings) = AppendSettings::of(col).filter(|s| s.persist) {
-            return self.append_pull(ctx, col, settings, key).await;
+            let filter = fields.map(|f| (f, caller.roles.as_slice()));
+            return self.append_pull(ctx, col, settings, key, filter).await;
         }
         let with_keyring = ctx
             .query("withKeyring")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
         let keyring_key = format!("{key}/_keyring");
-        let keyring_allowed = match auth.as_ref().and_then(|a| a.scope_paths.as_deref()) {
+        let keyring_allowed = match auth.and_then(|a| a.scope_paths.as_deref()) {
             Some(paths) => scope::match_scope_path(&keyring_key, Some(paths)),
             None => true,
         };
         let want_keyring = with_keyring && keyring_allowed;
         let now = ctx.now;
-        let has_ttl = ttl::ttl_ms(col).is_some();
+        let splice = !want_keyring && fields.is_none() && ttl::ttl_ms(col).is_none();
         let (fast, doc, keyring) = self
             .store_op(move |s| {
                 let raw = s.get(&key)?;
-                if !want_keyring && !has_ttl {
+                if splice {
                     if let Some(spliced) =
                         raw.as_deref().and_then(|r| doc::splice_pull_answer(r, now))
                     {
@@ -465,7 +524,13 @@ impl Service {
                 return Ok(response::not_modified());
             }
         }
-        let body = doc::pull_answer(doc.as_ref(), ctx.now, keyring.as_ref().map(|k| k.as_ref()));
+        let mut body =
+            doc::pull_answer(doc.as_ref(), ctx.now, keyring.as_ref().map(|k| k.as_ref()));
+        if let (Some(f), Some(data)) =
+            (fields, body.as_object_mut().and_then(|o| o.get_mut("data")))
+        {
+            f.filter_read(data, &caller.roles, None);
+        }
         let mut res = json_ok(&body);
         if let Some(etag) = etag {
             res.insert_header("ETag", etag);
@@ -509,7 +574,7 @@ impl Service {
         member: Option<String>,
     ) -> Result<Response, Failure> {
         check_params(t)?;
-        let auth = self.check_auth(ctx, t, true)?;
+        let caller = self.check_auth(ctx, t, Op::Push)?;
         let col = t.collection;
         if member.is_none() {
             for p in &self.plugins {
@@ -525,12 +590,21 @@ impl Service {
             return Err(SyncError::InvalidPathParameter.into());
         }
         push::check_content_length(ctx.header("content-length"), col.max_body_bytes)?;
-        self.rate_check(ctx, t, RateAction::Push, auth.as_ref())?;
+        self.rate_check(ctx, t, RateAction::Push, caller.auth.as_ref())?;
         if col.is_binary() && member.is_none() {
             return self.binary_push(ctx, col, key).await;
         }
         let body = push::parse_json_body(ctx.header("content-type"), &ctx.body)?;
-        let presenter = auth.as_ref().and_then(|a| a.presenter.as_deref());
+        if let Some(data) = body.get("data").and_then(Value::as_object) {
+            if let Some(f) = self.fields.get(t.namespace, &col.name) {
+                f.check_write(data, &caller.roles)
+                    .map_err(|e| SyncError::FieldNotWritable(e.0))?;
+            }
+            if let Some(schema) = self.schemas.get(t.namespace, &col.name) {
+                schema.check(data)?;
+            }
+        }
+        let presenter = caller.auth.as_ref().and_then(|a| a.presenter.as_deref());
         let write = match push::plan(col, body, &key, presenter, ctx.now)? {
             push::Plan::Write(w) => w,
             push::Plan::Done(w) => return Ok(json_ok(&push::answer(&w))),
@@ -549,6 +623,7 @@ impl Service {
         col: &CollectionConfig,
         settings: AppendSettings,
         key: String,
+        fields: Option<(&FieldPermissions, &[String])>,
     ) -> Result<Response, Failure> {
         let [checkpoint, limit, last, full] = append_query(ctx.req.url().query());
         let params = append::PullParams {
@@ -559,10 +634,15 @@ impl Service {
         };
         let bounds =
             append::parse_bounds(&params, &settings.limits, ctx.now).map_err(SyncError::from)?;
-        let read = self
+        let mut read = self
             .store_op(move |s| append::read(s, &key, &settings.field, &bounds))
             .await
             .map_err(SyncError::from)?;
+        // As the official pull: unreadable fields leave the log's `data` and
+        // every element's `data`.
+        if let Some((f, roles)) = fields {
+            f.filter_read_object(&mut read.data, roles, Some(&read.field));
+        }
         Ok(append_pull_response(ctx, col, read))
     }
 
@@ -617,15 +697,17 @@ impl Service {
         let needs_auth = members
             .iter()
             .any(|m| m.root_only || !m.read_roles.iter().any(|r| r == "public"));
-        let roles = if needs_auth {
+        let (identity, roles) = if needs_auth || self.restrictions.is_active() {
             let headers = Headers(ctx.req);
             let auth = self
                 .resolver
                 .resolve(&self.auth_request(ctx, &headers, t.identity_param()))
                 .map_err(Failure::Auth)?;
-            effective_roles(&auth, t.collection.has_identity_param(), t.identity_param())
+            let roles =
+                effective_roles(&auth, t.collection.has_identity_param(), t.identity_param());
+            (auth.identity, roles)
         } else {
-            Vec::new()
+            (String::new(), Vec::new())
         };
         let base = t.collection.resolve_key(&t.params);
         if keys::is_unsafe_key(&base) {
@@ -639,6 +721,10 @@ impl Service {
                     root_only: m.root_only,
                 }
                 .allows(&roles)
+                    && self
+                        .restrictions
+                        .check(Some(&identity), Op::Pull, t.namespace, &m.name)
+                        .is_ok()
             })
             .map(|m| (m.name.clone(), format!("{base}/{}", m.name)))
             .collect();
@@ -654,10 +740,13 @@ impl Service {
         let mut cols = Object::with_capacity(docs.len());
         let any = !docs.is_empty();
         for (name, d) in docs {
-            let d = match d {
+            let mut d = match d {
                 doc::Read::Doc(d) => Some(d),
                 _ => None,
             };
+            if let (Some(f), Some(d)) = (self.fields.get(t.namespace, &name), d.as_mut()) {
+                f.filter_read(&mut d.data, &roles, None);
+            }
             cols.insert(name, doc::entry_answer(d.as_ref(), None));
         }
         let mut o = Object::with_capacity(2);
@@ -704,8 +793,13 @@ impl Service {
         };
         let options = self.options.batch.clone();
         let now = ctx.now;
+        let rules = BatchRules {
+            namespace: namespace.map(str::to_owned),
+            restrictions: self.restrictions.clone(),
+            fields: self.fields.clone(),
+        };
         let body = self
-            .store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, now))
+            .store_op(move |s| batch::run(s, &cols, &query, auth.as_ref(), &options, &rules, now))
             .await;
         json_ok(&body)
     }

@@ -67,6 +67,12 @@ impl JsString {
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(self.as_bytes()).into_owned()
     }
+    /// Build from bytes taken from (parts of) other `JsString`s, split
+    /// only at ASCII bytes, so they are still WTF-8.
+    #[cfg_attr(not(feature = "object-schema"), allow(dead_code))]
+    pub(crate) fn from_wtf8_bytes(bytes: &[u8]) -> Self {
+        JsString::from_bytes(bytes)
+    }
     /// Build from WTF-8 bytes produced by this module.
     fn from_wtf8(bytes: Vec<u8>) -> Self {
         if bytes.len() <= INLINE {
@@ -227,6 +233,11 @@ impl Object {
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let pos = self.position(key.as_bytes())?;
         self.sorted = None;
+        Some(self.entries.remove(pos).1)
+    }
+    /// Remove a key given as WTF-8 bytes, returning its value.
+    pub fn remove_bytes(&mut self, key: &[u8]) -> Option<Value> {
+        let pos = self.entries.iter().position(|(k, _)| k.as_bytes() == key)?;
         Some(self.entries.remove(pos).1)
     }
     /// Entries in insertion order.

@@ -15,6 +15,7 @@
 //! | [`sanitize`] | unsafe-key stripping, the push depth limit |
 //! | [`merge`] | `deepMerge` (remote wins) |
 //! | [`cap`] | cap-certs: header decoding, well-formedness, window, signature, minting |
+//! | [`revocation`] | signed cap-cert revocation lists: shape, signing input, verify, build |
 //! | [`request_sig`] | request signing input, sign, verify, timestamp checks |
 //! | [`scope`] | path globs, scope-path matching, batch-path recognition |
 //! | [`identity`] | `userId`, root identity from a passphrase |
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod json;
 pub mod merge;
 pub mod request_sig;
+pub mod revocation;
 pub mod sanitize;
 pub mod scope;
 pub mod work;

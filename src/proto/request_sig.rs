@@ -98,6 +98,11 @@ pub fn sign_request(req: &RequestToSign<'_>, seed: &[u8; 32]) -> String {
     b64_encode(&sig.to_bytes())
 }
 
+/// An Ed25519 signature of `msg` by a 32-byte seed.
+pub fn sign_bytes(seed: &[u8; 32], msg: &[u8]) -> [u8; 64] {
+    SigningKey::from_bytes(seed).sign(msg).to_bytes()
+}
+
 /// Verify a base64 request signature against a hex public key. Any decoding
 /// problem is a plain `false`.
 pub fn verify_request(req: &RequestToSign<'_>, sig_b64: &str, pub_hex: &str) -> bool {

@@ -2,9 +2,11 @@
 //! with per-entry errors.
 
 use super::append_batch::{self, AppendParams, AppendParamsError, EntryBounds};
+use super::fields::FieldPermissions;
 use super::{doc, keys, ttl};
+use crate::auth::restrictions::{Action, Restrictions, RESTRICTED_MESSAGE};
 use crate::auth::{roles::Access, Auth, ROLE_SELF};
-use crate::config::CollectionConfig;
+use crate::config::{CollectionConfig, PerCollection};
 use crate::proto::{
     canonical::js_number,
     encoding::js_trim,
@@ -12,6 +14,7 @@ use crate::proto::{
     scope, work,
 };
 use crate::store::Store;
+use std::sync::Arc;
 
 /// Default cap on distinct names and on total reads.
 pub const DEFAULT_MAX_COLLECTIONS_PER_BATCH: usize = 100;
@@ -168,6 +171,17 @@ impl Default for BatchOptions {
     }
 }
 
+/// The EXTENDED rules a batch applies per entry.
+#[derive(Clone, Debug, Default)]
+pub struct BatchRules {
+    /// The scope of the batch route (`None` = root).
+    pub namespace: Option<String>,
+    /// Identity restrictions: a restricted entry is `{"error":"identity restricted"}`.
+    pub restrictions: Arc<Restrictions>,
+    /// Field permissions: unreadable fields are stripped from each entry.
+    pub fields: Arc<PerCollection<FieldPermissions>>,
+}
+
 fn error_entry(msg: &str) -> Value {
     let mut o = Object::with_capacity(1);
     o.insert("error", msg.into());
@@ -182,6 +196,7 @@ pub fn run(
     query: &BatchQuery,
     auth: Option<&Auth>,
     options: &BatchOptions,
+    rules: &BatchRules,
     now_ms: i64,
 ) -> Value {
     let mut out = Object::with_capacity(query.names.len());
@@ -192,7 +207,7 @@ pub fn run(
             None => error_entry("Collection not found"),
             Some(c) => {
                 let append = query.append.entry(name, i);
-                entry(store, c, p, append.as_ref(), auth, options, now_ms)
+                entry(store, c, p, append.as_ref(), auth, options, rules, now_ms)
             }
         });
         out.insert(name.as_str(), Value::Array(entries.collect()));
@@ -202,6 +217,7 @@ pub fn run(
     Value::Object(body)
 }
 
+#[allow(clippy::too_many_arguments)] // the per-request context, passed down once
 fn entry(
     store: &dyn Store,
     col: &CollectionConfig,
@@ -209,6 +225,7 @@ fn entry(
     append: Option<&EntryBounds>,
     auth: Option<&Auth>,
     options: &BatchOptions,
+    rules: &BatchRules,
     now_ms: i64,
 ) -> Value {
     let caller = auth.map(|a| a.identity.as_str()).unwrap_or("");
@@ -249,6 +266,14 @@ fn entry(
     if !access.allows(&roles) {
         return error_entry("Forbidden");
     }
+    let ns = rules.namespace.as_deref();
+    if rules
+        .restrictions
+        .check(Some(caller), Action::Pull, ns, &col.name)
+        .is_err()
+    {
+        return error_entry(RESTRICTED_MESSAGE);
+    }
     let mut key = col.resolve_key(&params);
     if keys::is_unsafe_key(&key) {
         return error_entry("Invalid path parameter");
@@ -279,6 +304,9 @@ fn entry(
                 if read.expired(col, now_ms) {
                     read.clear_elements();
                 }
+                if let Some(f) = rules.fields.get(ns, &col.name) {
+                    f.filter_read_object(&mut read.data, &roles, Some(&read.field));
+                }
                 read.answer(now_ms)
             }
             Err(e) => error_entry(e),
@@ -289,6 +317,9 @@ fn entry(
             if ttl::doc_expired(col, &d, now_ms) {
                 // As the official batch: empty data, the stored hash kept.
                 d.data = Value::Object(Object::new());
+            }
+            if let Some(f) = rules.fields.get(ns, &col.name) {
+                f.filter_read(&mut d.data, &roles, None);
             }
             doc::entry_answer(Some(&d), Some(now_ms))
         }

@@ -7,8 +7,10 @@
 //! |---|---|
 //! | [`doc`] | the stored document envelope, reading it back, the pull answer |
 //! | [`push`] | push body validation, sanitising, author proofs, the conditional write |
+//! | [`fields`] | field permissions: per-field read filtering and write refusal |
 //! | [`locks`] | per-key write serialisation |
 //! | [`keys`] | path-parameter and document-key safety checks |
+//! | [`schema`] | `objectSchema`: the JSON Schema subset Ajv accepts, Ajv's first error |
 //! | [`batch`] | batch pull: query validation, per-entry resolution |
 //! | [`append`] | append-only collections: settings, append pushes, bounded pulls |
 //! | [`append_seg`] | the segmented (`chunkSize`) layout of append-only logs |
@@ -26,14 +28,24 @@ mod append_splice;
 pub mod batch;
 pub mod config_endpoint;
 pub mod doc;
+pub mod fields;
 pub mod keys;
 pub mod list;
 pub mod locks;
 pub mod push;
 pub mod rate_limit;
+#[cfg(feature = "object-schema")]
+pub mod schema;
+#[cfg(not(feature = "object-schema"))]
+#[path = "schema_disabled.rs"]
+pub mod schema;
 pub mod ttl;
 
-use crate::proto::{canonical::js_number, encoding::js_trim, json::Value};
+use crate::proto::{
+    canonical::js_number,
+    encoding::js_trim,
+    json::{Object, Value},
+};
 use crate::store::{Store, StoreError};
 use std::fmt;
 use std::sync::Arc;
@@ -184,6 +196,18 @@ pub enum SyncError {
     /// `GET /list/...` with a `limit` that is not a positive integer.
     InvalidListLimit,
     BinaryUnsupported,
+    /// `fieldPermissions`: the caller may not write this field.
+    FieldNotWritable(String),
+    /// `objectSchema` refused the data: Ajv's first error.
+    SchemaInvalid {
+        message: String,
+        /// `instancePath` split on `/` (escapes kept, empty parts dropped).
+        path: Vec<crate::proto::json::JsString>,
+        keyword: String,
+    },
+    /// `objectSchema` could not be compiled (the official answer when Ajv
+    /// throws): a JSON 500.
+    SchemaUnusable,
     /// An append-only rule refused the request.
     Append(append::AppendError),
     /// A storage quota or the free-disk floor refused the write before
@@ -204,8 +228,9 @@ impl SyncError {
             | MissingData
             | BadBaseHash
             | AuthorProofIncomplete
-            | InvalidListLimit => 400,
-            AuthorNotPresenter | AuthorBadSignature | Forbidden => 403,
+            | InvalidListLimit
+            | SchemaInvalid { .. } => 400,
+            AuthorNotPresenter | AuthorBadSignature | Forbidden | FieldNotWritable(_) => 403,
             HashMismatch => 409,
             RateLimited => 429,
             PayloadTooLarge => 413,
@@ -213,7 +238,7 @@ impl SyncError {
             BinaryUnsupported => 501,
             Append(e) => e.status(),
             InsufficientStorage(_) => 507,
-            Store(_) => 500,
+            Store(_) | SchemaUnusable => 500,
         }
     }
 
@@ -246,6 +271,13 @@ impl SyncError {
                 RateLimited => rate_limit::RateLimited::MESSAGE,
                 InvalidListLimit => "Invalid limit parameter",
                 BinaryUnsupported => "Store does not support binary operations",
+                FieldNotWritable(field) => {
+                    return Some(fields::NotWritable(field.clone()).message())
+                }
+                SchemaInvalid { message, .. } => {
+                    return Some(format!("Schema validation failed: {message}"))
+                }
+                SchemaUnusable => "Internal schema validation error",
                 Append(e) => return e.message().map(str::to_owned),
                 InsufficientStorage(_) => "Insufficient storage",
                 Store(_) => return None,
@@ -257,12 +289,18 @@ impl SyncError {
 
 impl SyncError {
     /// The JSON body of the answer (`None` for the plain-text 500):
-    /// `{"error":"<message>"}`, plus `limit` for `append_limit_exceeded`.
-    pub fn body(&self) -> Option<crate::proto::json::Value> {
-        use crate::proto::json::{Object, Value};
-        let message = self.message()?;
-        let mut o = Object::with_capacity(2);
-        o.insert("error", Value::from(message));
+    /// `{"error":<message>}`, plus `path` and `validator` for a schema
+    /// refusal, `limit` for `append_limit_exceeded`.
+    pub fn body(&self) -> Option<Value> {
+        let mut o = Object::with_capacity(3);
+        o.insert("error", self.message()?.into());
+        if let SyncError::SchemaInvalid { path, keyword, .. } = self {
+            o.insert(
+                "path",
+                Value::Array(path.iter().map(|p| Value::String(p.clone())).collect()),
+            );
+            o.insert("validator", keyword.as_str().into());
+        }
         if let SyncError::Append(append::AppendError::LimitExceeded { limit }) = self {
             o.insert("limit", Value::Number(*limit));
         }

@@ -51,6 +51,8 @@ pub struct Setup {
     pub replica: Option<String>,
     /// Port to listen on (0: any).
     pub port: u16,
+    /// Revocation file (`--revocations`).
+    pub revocations: Option<PathBuf>,
     /// Serve HTTPS with this certificate and key file, and verify it with
     /// this CA (PEM) in the test's own requests.
     pub tls: Option<(PathBuf, PathBuf, String)>,
@@ -122,6 +124,7 @@ impl Setup {
             allow_anonymous: true,
             replica: None,
             port: 0,
+            revocations: None,
             tls: None,
             http: ServerConfig {
                 shutdown_grace: Duration::from_millis(200),
@@ -151,6 +154,10 @@ impl Setup {
     }
     pub fn replica(mut self, settings: &str) -> Self {
         self.replica = Some(settings.to_owned());
+        self
+    }
+    pub fn revocations(mut self, path: &std::path::Path) -> Self {
+        self.revocations = Some(path.to_owned());
         self
     }
     pub fn port(mut self, port: u16) -> Self {
@@ -209,6 +216,7 @@ impl TestServer {
             http: setup.http.clone(),
             threads: 2,
             replica,
+            revocations: setup.revocations,
             tls: setup.tls.as_ref().map(|(cert, key, _)| TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
