@@ -456,6 +456,36 @@ fn radix_positions(prefixes: &[u64]) -> Vec<u32> {
 }
 
 impl Object {
+    /// Entries in key order with their positions (see [`Object::iter_sorted`]).
+    fn sorted_entries(&self) -> impl Iterator<Item = (usize, &(JsString, Value))> {
+        let order: std::borrow::Cow<'_, [u32]> = match &self.sorted {
+            Some(s) if s.len() == self.entries.len() => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(sorted_positions(&self.entries)),
+        };
+        (0..order.len()).map(move |m| {
+            let i = order[m] as usize;
+            (i, &self.entries[i])
+        })
+    }
+    /// Entry positions in JavaScript property order (see
+    /// [`Object::iter_js_order`]).
+    fn js_order_positions(&self) -> Vec<usize> {
+        let mut idx: Vec<(u32, usize)> = Vec::new();
+        let mut rest = Vec::with_capacity(self.entries.len());
+        for (i, (k, _)) in self.entries.iter().enumerate() {
+            match array_index(k.as_bytes()) {
+                Some(a) => idx.push((a, i)),
+                None => rest.push(i),
+            }
+        }
+        if idx.is_empty() {
+            return rest;
+        }
+        idx.sort_by_key(|e| e.0);
+        let mut out: Vec<usize> = idx.into_iter().map(|(_, i)| i).collect();
+        out.extend(rest);
+        out
+    }
     /// The entries ordered by key bytes (code-point order), as
     /// `stableStringify` prints them.
     pub fn iter_sorted(&self) -> impl Iterator<Item = (&JsString, &Value)> {
@@ -609,6 +639,7 @@ pub fn parse_with_depth(text: &[u8], max_depth: usize) -> Result<Value, ParseErr
         i: 0,
         max_depth,
         too_deep: false,
+        utf8: std::str::from_utf8(text).is_ok(),
     };
     p.ws();
     let v = p.value(0);
@@ -633,6 +664,9 @@ struct Parser<'a> {
     i: usize,
     max_depth: usize,
     too_deep: bool,
+    /// The whole text is valid UTF-8 (checked once), so a plain string run
+    /// needs no check of its own.
+    utf8: bool,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -791,11 +825,11 @@ impl Parser<'_> {
         while end < self.s.len() && !STRING_SPECIAL[self.s[end] as usize] {
             end += 1;
         }
-        if self.s.get(end) == Some(&b'"') {
-            if let Ok(text) = std::str::from_utf8(&self.s[start..end]) {
-                self.i = end + 1;
-                return Ok(JsString::from_bytes(text.as_bytes()));
-            }
+        if self.s.get(end) == Some(&b'"')
+            && (self.utf8 || std::str::from_utf8(&self.s[start..end]).is_ok())
+        {
+            self.i = end + 1;
+            return Ok(JsString::from_bytes(&self.s[start..end]));
         }
         let mut out: Vec<u8> = Vec::new();
         loop {
@@ -1122,6 +1156,50 @@ pub fn write_object(out: &mut Vec<u8>, o: &Object, order: KeyOrder) {
         }
     }
     out.push(b'}');
+}
+
+/// Append an object printed both ways at once: `sorted` gets the
+/// [`KeyOrder::Sorted`] text (what a document hash covers), `js` the
+/// [`KeyOrder::JavaScript`] text (what is stored and pulled). A member whose
+/// value is not a container prints the same in both orders, so it is
+/// printed once and its bytes copied; only nested containers print twice.
+/// A many-key push pays for escaping and number formatting once, not twice.
+pub fn write_object_both_orders(sorted: &mut Vec<u8>, js: &mut Vec<u8>, o: &Object) {
+    let n = o.entries.len();
+    // Byte span of each member's `"key":value` text in `sorted`, by entry.
+    let mut spans: Vec<(u32, u32)> = vec![(0, 0); n];
+    sorted.push(b'{');
+    for (m, (i, (k, v))) in o.sorted_entries().enumerate() {
+        if m > 0 {
+            sorted.push(b',');
+        }
+        let start = sorted.len();
+        write_quoted(sorted, k.as_bytes());
+        sorted.push(b':');
+        write_value(sorted, v, KeyOrder::Sorted);
+        spans[i] = (start as u32, sorted.len() as u32);
+    }
+    sorted.push(b'}');
+    js.reserve(sorted.len());
+    js.push(b'{');
+    for (m, i) in o.js_order_positions().into_iter().enumerate() {
+        if m > 0 {
+            js.push(b',');
+        }
+        let (k, v) = &o.entries[i];
+        match v {
+            Value::Object(_) | Value::Array(_) => {
+                write_quoted(js, k.as_bytes());
+                js.push(b':');
+                write_value(js, v, KeyOrder::JavaScript);
+            }
+            _ => {
+                let (a, b) = spans[i];
+                js.extend_from_slice(&sorted[a as usize..b as usize]);
+            }
+        }
+    }
+    js.push(b'}');
 }
 
 /// Append a scalar (`null`, boolean, number, string). Containers are not

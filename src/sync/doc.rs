@@ -72,10 +72,29 @@ pub fn decode_stored(key: &str, raw: Option<&[u8]>) -> Read {
 /// Encode the stored envelope: `JSON.stringify({v:1,data,ts,hash,...})`,
 /// written straight out (the data is not copied).
 pub fn encode(data: &Object, ts: f64, hash: &str, author: Option<(&str, &str)>) -> Vec<u8> {
-    use crate::proto::canonical::{write_object, write_quoted, KeyOrder};
+    use crate::proto::canonical::{write_object, KeyOrder};
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(br#"{"v":1,"data":"#);
     write_object(&mut out, data, KeyOrder::JavaScript);
+    finish_envelope(out, ts, hash, author)
+}
+
+/// [`encode`] of a new version together with its document hash
+/// ([`crate::proto::hash::object_hash`]), printing the data once for both
+/// (see [`crate::proto::json::write_object_both_orders`]).
+pub fn encode_hashed(data: &Object, ts: f64, author: Option<(&str, &str)>) -> (Vec<u8>, String) {
+    let mut canonical = Vec::new();
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(br#"{"v":1,"data":"#);
+    crate::proto::json::write_object_both_orders(&mut canonical, &mut out, data);
+    let hash = crate::proto::hash::sha256_hex(&canonical);
+    drop(canonical);
+    (finish_envelope(out, ts, &hash, author), hash)
+}
+
+/// The envelope after `data`: `ts`, `hash` and the author fields.
+fn finish_envelope(mut out: Vec<u8>, ts: f64, hash: &str, author: Option<(&str, &str)>) -> Vec<u8> {
+    use crate::proto::canonical::write_quoted;
     out.extend_from_slice(br#","ts":"#);
     out.extend_from_slice(crate::proto::canonical::js_number(ts).as_bytes());
     out.extend_from_slice(br#","hash":"#);
@@ -306,6 +325,27 @@ mod tests {
             "invalid data is never served raw"
         );
         assert!(splice_pull_answer(b"{}", 1).is_none());
+    }
+
+    #[test]
+    fn encode_hashed_is_encode_with_the_object_hash() {
+        let texts: [&[u8]; 5] = [
+            br#"{}"#,
+            br#"{"b":1,"a":"x","10":true,"2":null,"__z":-0.5}"#,
+            br#"{"z":{"y":1,"x":[{"d":1,"c":2}],"1":0},"a":[3,{"q":{"p":1,"o":2}}],"m":"\u00e9\n"}"#,
+            br#"{"dup":1,"k":2,"dup":3}"#,
+            br#"{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"ka":10,"kb":{"y":1,"x":2},"kc":12,"kd":13,"ke":14,"kf":15,"kg":16,"3":17}"#,
+        ];
+        for text in texts {
+            let Value::Object(data) = json::parse(text).unwrap() else {
+                unreachable!()
+            };
+            for author in [None, Some(("pk", "sig"))] {
+                let (bytes, hash) = encode_hashed(&data, 7.0, author);
+                assert_eq!(hash, crate::proto::hash::object_hash(&data));
+                assert_eq!(bytes, encode(&data, 7.0, &hash, author));
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use super::{doc, keys, SyncError};
 use crate::proto::{
     canonical::stable_stringify,
-    hash::object_hash,
     json::{self, Object, ParseError, Value},
     request_sig,
     sanitize::{deep_sanitize, sanitized, MAX_BODY_DEPTH},
@@ -167,9 +166,9 @@ pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<W
         return Err(SyncError::HashMismatch);
     }
     let data = sanitized(&push.data);
-    let hash = object_hash(&data);
     let author = push.author.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
-    store.put(key, &doc::encode(&data, now_ms as f64, &hash, author))?;
+    let (bytes, hash) = doc::encode_hashed(&data, now_ms as f64, author);
+    store.put(key, &bytes)?;
     Ok(Written {
         hash,
         ts: now_ms as f64,
