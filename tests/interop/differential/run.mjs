@@ -112,7 +112,17 @@ async function startBoth(profile) {
 // ---------------------------------------------------------------------------
 // Requests
 
-const CLIENT_HEADERS = ["content-type", "cache-control", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "allow"];
+const CLIENT_HEADERS = [
+  "content-type",
+  "cache-control",
+  "etag",
+  "retry-after",
+  "x-ratelimit-limit",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+  "allow",
+  "location",
+];
 
 /** The headers of a signed request by `who` to the server on `port`. */
 async function signedHeaders(who, port, method, target, body) {
