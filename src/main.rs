@@ -28,7 +28,16 @@ Options for serve:
                           answer unsigned requests, as the official server does
   --max-body-bytes N      hard bound on request bodies (default: the larger of
                           1 MiB and the largest collection maxBodyBytes)
-  --max-connections N     open connection cap (default 256)
+  --max-connections N     open connection cap (default 1024, about 2.7 MiB when
+                          all are idle); when reached, the connection waiting
+                          longest for a request head is closed to make room
+  --max-connections-per-ip N
+                          open connections from one address, enforced the same
+                          way (default: a quarter of --max-connections)
+  --per-ip-exempt CIDR    no per-address limit for these addresses (repeatable;
+                          --trusted-proxy blocks are exempt too)
+  --min-receive-rate N    request heads and bodies slower than N bytes/s after a
+                          2 s grace get 408 (default 256; 0: off)
   --threads N             executor threads (default: available cores)
   --replica FILE          replicate collections from a primary (settings JSON,
                           see README: collections by name, optional auth, caFile)
@@ -140,6 +149,21 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--no-anonymous" => opts.auth.allow_anonymous = false,
             "--max-body-bytes" => opts.max_body_bytes = Some(number(&mut args, &a)?),
             "--max-connections" => opts.http.max_connections = number(&mut args, &a)?,
+            "--max-connections-per-ip" => {
+                let n: usize = number(&mut args, &a)?;
+                if n == 0 {
+                    return Err(Usage("--max-connections-per-ip must be at least 1".into()));
+                }
+                opts.http.max_connections_per_ip = Some(n);
+            }
+            "--per-ip-exempt" => {
+                let v = value(&mut args, &a)?;
+                let block: Cidr = v
+                    .parse()
+                    .map_err(|e| Usage(format!("--per-ip-exempt: {e}")))?;
+                opts.http.per_ip_exempt.push(block);
+            }
+            "--min-receive-rate" => opts.http.min_receive_rate = number(&mut args, &a)?,
             "--threads" => opts.threads = number(&mut args, &a)?,
             "--replica" => opts.replica = Some(PathBuf::from(value(&mut args, &a)?)),
             "--revocations" => opts.revocations = Some(PathBuf::from(value(&mut args, &a)?)),

@@ -251,6 +251,10 @@ impl Server {
             .max_body_bytes
             .unwrap_or_else(|| http.max_body_bytes.max(largest_body_limit(&config)));
         http.metrics = metrics.clone();
+        // Every client behind a trusted reverse proxy arrives from its
+        // address: no per-address connection limit there.
+        http.per_ip_exempt
+            .extend(opts.trusted_proxies.blocks().iter().cloned());
         let revocations = match &opts.revocations {
             None => None,
             Some(path) => Some(Arc::new(

@@ -575,7 +575,7 @@ fn deadlines_head_and_keep_alive() {
 }
 
 #[test]
-fn connection_cap_closes_extra_connections() {
+fn at_the_cap_an_idle_keep_alive_connection_makes_room() {
     let srv = TestServer::start(ServerConfig {
         max_connections: 1,
         ..small_config()
@@ -583,18 +583,165 @@ fn connection_cap_closes_extra_connections() {
     let mut a = srv.connect();
     a.send(get("/a").as_bytes());
     assert_eq!(a.response(false).status, 200);
+    // `a` now waits for its next head: the new connection takes its place.
+    let mut b = srv.connect();
+    b.send(get("/b").as_bytes());
+    assert_eq!(b.response(false).status, 200);
+    assert!(a.is_closed(), "the idle connection was closed to make room");
+}
+
+#[test]
+fn at_the_cap_a_connection_mid_request_is_kept_and_the_new_one_refused() {
+    let srv = TestServer::start(ServerConfig {
+        max_connections: 1,
+        ..small_config()
+    });
+    // `a` is mid-request: its head is complete, its body not yet.
+    let mut a = srv.connect();
+    a.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab");
+    std::thread::sleep(Duration::from_millis(100));
     let mut b = srv.connect();
     b.s.write_all(get("/b").as_bytes()).ok();
-    assert!(b.is_closed());
-    // The first connection still works; once it is gone, a new one is served.
-    a.send(b"GET /a2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
-    assert_eq!(a.response(false).status, 200);
-    assert!(a.is_closed());
-    // The server lingers until our side closes too, then frees the slot.
-    drop(a);
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(b.is_closed(), "no waiting connection to close: refused");
+    a.send(b"cd");
+    let r = a.response(false);
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with("body=abcd"), "{}", r.body);
+    // Once `a` waits again, a new connection is served.
     let mut c = srv.connect();
     c.send(get("/c").as_bytes());
+    assert_eq!(c.response(false).status, 200);
+}
+
+#[test]
+fn the_slowest_head_makes_room_not_the_newest() {
+    let srv = TestServer::start(ServerConfig {
+        max_connections: 3,
+        max_connections_per_ip: Some(3),
+        ..small_config()
+    });
+    let mut slow: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"GET /slowhead HTTP/1.1\r\n");
+            std::thread::sleep(Duration::from_millis(20));
+            c
+        })
+        .collect();
+    let mut fresh = srv.connect();
+    fresh.send(get("/fresh").as_bytes());
+    assert_eq!(fresh.response(false).status, 200);
+    assert!(slow[0].is_closed(), "the oldest slow head was closed");
+    // The others are still open: they can complete their requests.
+    slow[2].send(b"Host: h\r\n\r\n");
+    assert_eq!(slow[2].response(false).status, 200);
+}
+
+#[test]
+fn one_address_cannot_take_more_than_its_share() {
+    let srv = TestServer::start(ServerConfig {
+        max_connections: 100,
+        max_connections_per_ip: Some(2),
+        ..small_config()
+    });
+    // Two connections of 127.0.0.1 mid-request: a third from it is refused,
+    // though the cap is far away.
+    let mut held: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = srv.connect();
+            c.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut third = srv.connect();
+    third.s.write_all(get("/b").as_bytes()).ok();
+    assert!(third.is_closed());
+    for c in &mut held {
+        c.send(b"ok");
+        assert_eq!(c.response(false).status, 200);
+    }
+    // Now they wait for a next head: the newcomer replaces the older one.
+    let mut fourth = srv.connect();
+    fourth.send(get("/c").as_bytes());
+    assert_eq!(fourth.response(false).status, 200);
+    assert!(held[0].is_closed());
+}
+
+#[test]
+fn exempt_addresses_have_no_per_address_limit() {
+    let srv = TestServer::start(ServerConfig {
+        max_connections: 100,
+        max_connections_per_ip: Some(1),
+        per_ip_exempt: vec!["127.0.0.0/8".parse().unwrap()],
+        ..small_config()
+    });
+    let mut a = srv.connect();
+    a.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut b = srv.connect();
+    b.send(get("/b").as_bytes());
+    assert_eq!(b.response(false).status, 200);
+    a.send(b"ok");
+    assert_eq!(a.response(false).status, 200);
+}
+
+#[test]
+fn a_head_below_the_minimum_rate_gets_408_before_the_deadline() {
+    let srv = TestServer::start(ServerConfig {
+        head_timeout: Duration::from_secs(30),
+        min_receive_rate: 100,
+        receive_rate_grace: Duration::from_millis(300),
+        ..small_config()
+    });
+    let mut c = srv.connect();
+    let t = std::time::Instant::now();
+    c.send(b"GET /trickle HTTP/1.1\r\n");
+    // 25 bytes earn 250 ms over the 300 ms grace: cut off near 550 ms.
+    let r = c.response(false);
+    let took = t.elapsed();
+    assert_eq!(r.status, 408);
+    assert!(
+        took < Duration::from_secs(5),
+        "cut off by the rate, not the 30 s deadline: {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(300),
+        "not before the grace: {took:?}"
+    );
+}
+
+#[test]
+fn a_body_below_the_minimum_rate_gets_408() {
+    let srv = TestServer::start(ServerConfig {
+        body_timeout: Duration::from_secs(30),
+        min_receive_rate: 100,
+        receive_rate_grace: Duration::from_millis(300),
+        ..small_config()
+    });
+    let mut c = srv.connect();
+    c.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 60\r\n\r\nx");
+    let t = std::time::Instant::now();
+    let r = c.response(false);
+    assert_eq!(r.status, 408);
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_steady_sender_above_the_rate_is_served() {
+    let srv = TestServer::start(ServerConfig {
+        min_receive_rate: 100,
+        receive_rate_grace: Duration::from_millis(200),
+        ..small_config()
+    });
+    let mut c = srv.connect();
+    // 10 bytes every 50 ms: 200 bytes/s, for about 600 ms.
+    let req =
+        b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 30\r\n\r\n012345678901234567890123456789";
+    for chunk in req.chunks(10) {
+        c.send(chunk);
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(c.response(false).status, 200);
 }
 

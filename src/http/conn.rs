@@ -3,9 +3,18 @@
 //! The per-connection loop: one read buffer for the life of the connection
 //! (surplus bytes after a request stay in it for the next one, so pipelined
 //! requests are answered in order), keep-alive, `Expect: 100-continue`, the
-//! head / body / write / keep-alive deadlines, calling the [`Handler`] and
-//! writing its response. Every framing decision is delegated to
-//! [`framing`](super::framing).
+//! head / body / write / keep-alive deadlines and the minimum receive rate,
+//! calling the [`Handler`] and writing its response. Every framing decision
+//! is delegated to [`framing`](super::framing).
+//!
+//! A connection's buffer holds only bytes received: each read lands in a
+//! per-thread scratch buffer and what arrived is appended, so an idle
+//! connection holds no read-sized buffer (only the capacity its last
+//! request needed).
+//!
+//! While it waits for a request head the connection may be chosen to make
+//! room for a new one ([`admission`](super::admission)); it is then closed
+//! silently.
 
 use std::fmt;
 use std::io;
@@ -21,6 +30,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::headers::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http_types::{Body, Method, Request, Response, StatusCode, Version};
 
+use super::admission::{Admission, Slot};
 use super::framing::{
     analyze, parse_head, request_url, ChunkedDecoder, Framing, FramingError, ParsedHead,
     RequestMeta,
@@ -31,6 +41,7 @@ use super::{Handler, PeerAddr, RawTarget, ServerConfig};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
+
 /// Buffer capacity above which the buffer is shrunk between requests.
 const SHRINK_ABOVE: usize = 64 * 1024;
 /// How long, and how many bytes, we keep draining a connection we are closing
@@ -50,6 +61,42 @@ pub(crate) struct Shared<H> {
     pub(crate) drained: Signal,
     /// Open connections.
     pub(crate) active: AtomicUsize,
+    /// The connection cap and per-address limit.
+    pub(crate) admission: Arc<Admission>,
+}
+
+thread_local! {
+    /// Where reads land before their bytes are appended to a connection's
+    /// buffer (one per executor thread, allocated on first use).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// One read from `stream`, its bytes appended to `buf` (so `buf` grows by
+/// what arrived, not by a read-sized block). A read that is not ready
+/// holds no buffer while it waits.
+struct ReadAppend<'a, S> {
+    stream: &'a mut S,
+    buf: &'a mut Vec<u8>,
+}
+
+impl<S: AsyncRead + Unpin> std::future::Future for ReadAppend<'_, S> {
+    type Output = io::Result<usize>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let polled = std::pin::Pin::new(&mut *this.stream).poll_read(cx, &mut scratch);
+            if let std::task::Poll::Ready(Ok(n)) = polled {
+                this.buf.extend_from_slice(&scratch[..n]);
+            }
+            polled
+        })
+    }
 }
 
 /// Counts one open connection; dropping it (even by cancelling the task)
@@ -90,6 +137,9 @@ pub(crate) enum ConnEnd {
     Closed,
     /// A socket error.
     Io(io::Error),
+    /// Closed while waiting for a request head, to make room for a new
+    /// connection.
+    Evicted,
     /// The head or body did not arrive in time (answered 408).
     ReadTimeout,
     /// A response could not be written in time.
@@ -108,6 +158,7 @@ impl fmt::Display for ConnEnd {
             ConnEnd::Shutdown => f.write_str("server shutdown"),
             ConnEnd::Closed => f.write_str("connection: close"),
             ConnEnd::Io(e) => write!(f, "I/O error: {e}"),
+            ConnEnd::Evicted => f.write_str("closed to make room for a new connection"),
             ConnEnd::ReadTimeout => f.write_str("request read timeout"),
             ConnEnd::WriteTimeout => f.write_str("response write timeout"),
             ConnEnd::Framing(e) => write!(f, "bad request: {e}"),
@@ -121,6 +172,7 @@ enum ReadOutcome {
     Eof,
     Timeout,
     Shutdown,
+    Evicted,
 }
 
 /// Serve one accepted connection (a TCP stream, or a TLS stream over one)
@@ -128,6 +180,7 @@ enum ReadOutcome {
 pub(crate) async fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared<H>>,
     guard: ActiveGuard<H>,
+    slot: Slot,
     stream: S,
     peer: SocketAddr,
 ) {
@@ -136,6 +189,9 @@ pub(crate) async fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
         stream,
         peer,
         buf: Vec::new(),
+        slot,
+        waiting: true,
+        received: 0,
     };
     let end = conn.serve().await;
     log::debug!("connection from {peer} ended: {end}");
@@ -148,6 +204,12 @@ struct Conn<H, S> {
     peer: SocketAddr,
     /// The one read buffer of this connection.
     buf: Vec<u8>,
+    /// Our place in the admission registry.
+    slot: Slot,
+    /// Whether the registry knows us as waiting for a head.
+    waiting: bool,
+    /// Bytes received so far (for the minimum receive rate).
+    received: u64,
 }
 
 impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
@@ -162,70 +224,80 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 Ok(h) => h,
                 Err(end) => return end,
             };
-            let meta = match analyze(&head) {
-                Ok(m) => m,
-                Err(e) => return self.fail(e).await,
-            };
-            let url = match request_url(&meta, &self.shared.local_addr.to_string()) {
-                Ok(u) => u,
-                Err(e) => return self.fail(e).await,
-            };
-            let body = match self.read_body(&meta).await {
-                Ok(b) => b,
-                Err(end) => return end,
-            };
             served += 1;
-            let is_head = meta.method == Method::Head;
-            let head_minor = head.minor_version;
-            let observation =
-                Observation::begin(self.shared.config.metrics.as_ref(), meta.method, url.path());
-            let req = self.build_request(head, &meta, url, body);
-
-            let handler = self.shared.handler.clone();
-            let called = std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req)));
-            let res = match called {
-                Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.ok(),
-                Err(_) => None,
-            };
-            if let Some(o) = observation {
-                o.end(res.as_ref().map_or(500, |r| u16::from(r.status())));
-            }
-            let Some(res) = res else {
-                log::error!("handler panicked on a request from {}", self.peer);
-                let bytes = plain_response(
-                    StatusCode::InternalServerError,
-                    "text/plain; charset=UTF-8",
-                    "Internal Server Error",
-                );
-                let _ = self.write(&bytes).await;
-                self.linger().await;
-                return ConnEnd::HandlerPanic;
-            };
-
-            let limit_reached = self
-                .config()
-                .max_requests_per_connection
-                .is_some_and(|max| served >= max);
-            let close = !meta.keep_alive
-                || limit_reached
-                || self.shared.shutdown.is_set()
-                || asks_close(&res);
-            let keep_alive_10 = !close && head_minor == 0;
-            if let Err(end) = self
-                .write_response(res, is_head, close, keep_alive_10)
-                .await
-            {
+            // The rest of the exchange runs in its own allocation: the
+            // connection's future stays as small as its wait for a head,
+            // which is all an idle connection holds.
+            if let Some(end) = Box::pin(self.exchange(head, served)).await {
                 return end;
-            }
-            if close {
-                self.linger().await;
-                return ConnEnd::Closed;
             }
             // Do not keep a large body's buffer for the life of the connection.
             if self.buf.capacity() > SHRINK_ABOVE {
-                self.buf.shrink_to(self.buf.len().max(READ_CHUNK));
+                self.buf.shrink_to(self.buf.len());
             }
         }
+    }
+
+    /// One request after its head arrived: body, handler, response. `Some`
+    /// when the connection ends.
+    async fn exchange(&mut self, head: ParsedHead, served: usize) -> Option<ConnEnd> {
+        let meta = match analyze(&head) {
+            Ok(m) => m,
+            Err(e) => return Some(self.fail(e).await),
+        };
+        let url = match request_url(&meta, &self.shared.local_addr.to_string()) {
+            Ok(u) => u,
+            Err(e) => return Some(self.fail(e).await),
+        };
+        let body = match self.read_body(&meta).await {
+            Ok(b) => b,
+            Err(end) => return Some(end),
+        };
+        let is_head = meta.method == Method::Head;
+        let head_minor = head.minor_version;
+        let observation =
+            Observation::begin(self.shared.config.metrics.as_ref(), meta.method, url.path());
+        let req = self.build_request(head, &meta, url, body);
+
+        let handler = self.shared.handler.clone();
+        let called = std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(req)));
+        let res = match called {
+            Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await.ok(),
+            Err(_) => None,
+        };
+        if let Some(o) = observation {
+            o.end(res.as_ref().map_or(500, |r| u16::from(r.status())));
+        }
+        let Some(res) = res else {
+            log::error!("handler panicked on a request from {}", self.peer);
+            let bytes = plain_response(
+                StatusCode::InternalServerError,
+                "text/plain; charset=UTF-8",
+                "Internal Server Error",
+            );
+            let _ = self.write(&bytes).await;
+            self.linger().await;
+            return Some(ConnEnd::HandlerPanic);
+        };
+
+        let limit_reached = self
+            .config()
+            .max_requests_per_connection
+            .is_some_and(|max| served >= max);
+        let close =
+            !meta.keep_alive || limit_reached || self.shared.shutdown.is_set() || asks_close(&res);
+        let keep_alive_10 = !close && head_minor == 0;
+        if let Err(end) = self
+            .write_response(res, is_head, close, keep_alive_10)
+            .await
+        {
+            return Some(end);
+        }
+        if close {
+            self.linger().await;
+            return Some(ConnEnd::Closed);
+        }
+        None
     }
 
     /// Read until a whole head is in the buffer; consume it.
@@ -243,43 +315,72 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 self.config().keep_alive_timeout
             },
         );
-        let mut deadline = if first || !self.buf.is_empty() {
-            Some(after(now, head_timeout))
-        } else {
-            None
-        };
+        // When the head started (the accept for the first request, its
+        // first byte for later ones) and the byte count then: the fixed
+        // deadline and the minimum rate run from there.
+        let mut started = (first || !self.buf.is_empty()).then_some((now, self.received));
         loop {
             match parse_head(&self.buf, self.config().max_head_bytes) {
                 Ok(Some((head, len))) => {
                     self.buf.drain(..len);
+                    if self.waiting {
+                        self.slot.busy();
+                        self.waiting = false;
+                    }
                     return Ok(head);
                 }
                 Ok(None) => {}
                 Err(e) => return Err(self.fail(e).await),
             }
+            if !self.waiting {
+                self.slot.waiting();
+                self.waiting = true;
+            }
             let idle = self.buf.is_empty();
-            let outcome = match deadline {
-                Some(d) if !idle => self.read_more(d, false).await?,
-                _ => self.read_more(idle_deadline, true).await?,
+            let outcome = match started {
+                Some((at, base)) if !idle => {
+                    let d = self.with_rate(after(at, head_timeout), at, base);
+                    self.read_more(d, false, true).await?
+                }
+                _ => self.read_more(idle_deadline, true, true).await?,
             };
             match outcome {
                 ReadOutcome::Data => {
-                    if deadline.is_none() {
-                        deadline = Some(after(Instant::now(), head_timeout));
+                    if started.is_none() {
+                        started = Some((Instant::now(), self.received));
                     }
                 }
                 ReadOutcome::Eof => return Err(ConnEnd::Eof),
                 ReadOutcome::Shutdown => return Err(ConnEnd::Shutdown),
+                ReadOutcome::Evicted => return Err(ConnEnd::Evicted),
                 ReadOutcome::Timeout if idle => return Err(ConnEnd::Idle),
                 ReadOutcome::Timeout => return Err(self.timeout().await),
             }
         }
     }
 
+    /// `deadline`, or earlier if the bytes received since `start` (`base`
+    /// then) fall below the minimum receive rate after its grace period.
+    fn with_rate(&self, deadline: Instant, start: Instant, base: u64) -> Instant {
+        let rate = self.config().min_receive_rate;
+        if rate == 0 {
+            return deadline;
+        }
+        let got = self.received.saturating_sub(base);
+        let earned = Duration::from_secs_f64(got as f64 / f64::from(rate));
+        after(
+            start,
+            self.config().receive_rate_grace.saturating_add(earned),
+        )
+        .min(deadline)
+    }
+
     /// Read the body as framed; consume exactly its bytes from the buffer.
     async fn read_body(&mut self, meta: &RequestMeta) -> Result<Vec<u8>, ConnEnd> {
         let max_body = self.config().max_body_bytes;
-        let deadline = after(Instant::now(), self.config().body_timeout);
+        let start = Instant::now();
+        let base = self.received;
+        let deadline = after(start, self.config().body_timeout);
         match meta.framing {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
@@ -291,10 +392,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                     self.send_continue().await?;
                 }
                 while self.buf.len() < n {
-                    match self.read_more(deadline, false).await? {
+                    let d = self.with_rate(deadline, start, base);
+                    match self.read_more(d, false, false).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::Timeout => return Err(self.timeout().await),
-                        ReadOutcome::Eof | ReadOutcome::Shutdown => return Err(ConnEnd::Eof),
+                        ReadOutcome::Eof | ReadOutcome::Shutdown | ReadOutcome::Evicted => {
+                            return Err(ConnEnd::Eof)
+                        }
                     }
                 }
                 Ok(self.buf.drain(..n).collect())
@@ -314,10 +418,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                     if dec.is_done() {
                         return Ok(dec.into_body());
                     }
-                    match self.read_more(deadline, false).await? {
+                    let d = self.with_rate(deadline, start, base);
+                    match self.read_more(d, false, false).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::Timeout => return Err(self.timeout().await),
-                        ReadOutcome::Eof | ReadOutcome::Shutdown => return Err(ConnEnd::Eof),
+                        ReadOutcome::Eof | ReadOutcome::Shutdown | ReadOutcome::Evicted => {
+                            return Err(ConnEnd::Eof)
+                        }
                     }
                 }
             }
@@ -359,22 +466,24 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
     }
 
     /// Read more bytes into the buffer, until `deadline` (and, if
-    /// `watch_shutdown`, until the server shuts down).
+    /// `watch_shutdown`, until the server shuts down; if `watch_evict`, until
+    /// this connection is chosen to make room).
     async fn read_more(
         &mut self,
         deadline: Instant,
         watch_shutdown: bool,
+        watch_evict: bool,
     ) -> Result<ReadOutcome, ConnEnd> {
         let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
         let Conn {
             shared,
             stream,
             buf,
+            slot,
             ..
         } = self;
         let read = async {
-            match stream.read(&mut buf[old..]).await {
+            match (ReadAppend { stream, buf }).await {
                 Ok(0) => Ok((ReadOutcome::Eof, 0)),
                 Ok(n) => Ok((ReadOutcome::Data, n)),
                 Err(e) => Err(e),
@@ -384,18 +493,25 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             Timer::at(deadline).await;
             Ok((ReadOutcome::Timeout, 0))
         };
-        let result = if watch_shutdown {
-            let stop = async {
-                shared.shutdown.wait().await;
-                Ok((ReadOutcome::Shutdown, 0))
-            };
-            read.or(timer).or(stop).await
-        } else {
-            read.or(timer).await
+        let stop = async {
+            if !watch_shutdown {
+                return futures_lite::future::pending().await;
+            }
+            shared.shutdown.wait().await;
+            Ok((ReadOutcome::Shutdown, 0))
         };
+        let evicted = async {
+            if !watch_evict {
+                return futures_lite::future::pending().await;
+            }
+            slot.evicted().await;
+            Ok((ReadOutcome::Evicted, 0))
+        };
+        let result = read.or(timer).or(stop).or(evicted).await;
         match result {
             Ok((outcome, n)) => {
-                self.buf.truncate(old + n);
+                debug_assert_eq!(self.buf.len(), old + n);
+                self.received += n as u64;
                 Ok(outcome)
             }
             Err(e) => {
@@ -458,7 +574,9 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         let drain = async {
             // Half-close: FIN on TCP (close_notify first on TLS).
             let _ = stream.close().await;
-            let mut scratch = [0u8; 4096];
+            // On the heap: an array here would sit in every connection's
+            // future, lingering or not.
+            let mut scratch = vec![0u8; 4096];
             let mut total = 0;
             while total < LINGER_BYTES {
                 match stream.read(&mut scratch).await {

@@ -165,13 +165,10 @@ pub fn slow_request(peer: &dyn fmt::Display) {
     note(Kind::SlowRequest, peer, format_args!("408 Request Timeout"));
 }
 
-/// A connection refused at the cap ([`Kind::ConnectionRefused`]).
-pub fn connection_refused(peer: &dyn fmt::Display, cap: usize) {
-    note(
-        Kind::ConnectionRefused,
-        peer,
-        format_args!("connection cap reached ({cap} open)"),
-    );
+/// A connection refused at the cap or the per-address limit
+/// ([`Kind::ConnectionRefused`]).
+pub fn connection_refused(peer: &dyn fmt::Display, why: &dyn fmt::Display) {
+    note(Kind::ConnectionRefused, peer, format_args!("{why}"));
 }
 
 /// A connection closed to make room ([`Kind::ConnectionEvicted`]).

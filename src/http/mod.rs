@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`framing`] | the pure, audited part: parsing a request head ([`parse_head`]), every framing decision (400 / 413 / 431 / 501), chunked decoding, the request URL. No I/O. |
 //! | `conn` | the per-connection loop: one read buffer per connection (pipelining), keep-alive, `Expect: 100-continue`, deadlines, response writing. |
+//! | `admission` | the open-connection registry: the connection cap and the per-address limit, making room by closing the connection waiting longest for a request head |
 //! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]); with the `tls` feature the TLS handshake before the connection loop (`serve_tls`, `serve_tls_on`). |
 //! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
 //! | [`metrics`] | request counting and the `/metrics` endpoint |
@@ -51,6 +52,7 @@
 //! must remove it after setting the body. The server itself never adds one to
 //! handler responses.
 
+mod admission;
 pub mod client_ip;
 pub mod cors;
 pub mod defense_log;
@@ -155,10 +157,30 @@ pub struct ServerConfig {
     /// next request before it is closed silently. Default: 5 s (Node's
     /// default).
     pub keep_alive_timeout: Duration,
-    /// Cap on open connections. When the cap is reached, new connections are
-    /// accepted and closed at once (the client sees an immediate EOF/reset
-    /// rather than hanging in the kernel backlog). Default: 256.
+    /// Cap on open connections. When the cap is reached, the connection that
+    /// has waited longest without a complete request head (a slow head, an
+    /// unfinished TLS handshake, an idle keep-alive connection) is closed to
+    /// make room; only if every open connection is mid-request is the new
+    /// one accepted and closed at once (the client sees an immediate
+    /// EOF/reset rather than hanging in the kernel backlog). Default: 1024
+    /// (about 2.7 MiB of server memory when all are idle, see the README).
     pub max_connections: usize,
+    /// Cap on open connections from one peer address, enforced the same way
+    /// (that address's longest-waiting connection makes room). `None` (the
+    /// default): a quarter of [`max_connections`](Self::max_connections).
+    pub max_connections_per_ip: Option<usize>,
+    /// Addresses without a per-address limit (e.g. a reverse proxy, through
+    /// which every client arrives from one address). Default: none.
+    pub per_ip_exempt: Vec<client_ip::Cidr>,
+    /// Minimum receive rate, in bytes per second, for a request head (from
+    /// the accept for the first request, from its first byte after that)
+    /// and a request body, once [`receive_rate_grace`](Self::receive_rate_grace)
+    /// has passed: a slower sender is answered `408` and closed, before the
+    /// fixed deadlines. 0 turns it off. Default: 256.
+    pub min_receive_rate: u32,
+    /// Time before [`min_receive_rate`](Self::min_receive_rate) applies.
+    /// Default: 2 s.
+    pub receive_rate_grace: Duration,
     /// Close a connection (with `Connection: close`) after this many
     /// requests; `None` for no limit. Default: `None`.
     pub max_requests_per_connection: Option<usize>,
@@ -174,6 +196,16 @@ pub struct ServerConfig {
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
+impl ServerConfig {
+    /// The per-address limit in force: [`max_connections_per_ip`](Self::max_connections_per_ip)
+    /// or a quarter of the cap (at least 1).
+    pub fn per_ip_limit(&self) -> usize {
+        self.max_connections_per_ip
+            .unwrap_or(self.max_connections / 4)
+            .max(1)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -183,7 +215,11 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(5),
-            max_connections: 256,
+            max_connections: 1024,
+            max_connections_per_ip: None,
+            per_ip_exempt: Vec::new(),
+            min_receive_rate: 256,
+            receive_rate_grace: Duration::from_secs(2),
             max_requests_per_connection: None,
             shutdown_grace: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),

@@ -2,10 +2,13 @@
 //!
 //! Accept loop, connection cap, `TCP_NODELAY`, and graceful shutdown.
 //!
-//! * **Connection cap**: when [`ServerConfig::max_connections`] connections
-//!   are open, a new connection is accepted and closed at once. The client
-//!   sees an immediate EOF/reset it can retry on, instead of hanging in the
-//!   kernel backlog behind idle keep-alive connections.
+//! * **Connection cap** and **per-address limit**
+//!   ([`ServerConfig::max_connections`], [`ServerConfig::max_connections_per_ip`]):
+//!   when one is reached, the connection that has waited longest without a
+//!   complete request head is closed to make room (see `admission`); only
+//!   when every open connection is mid-request is the new one accepted and
+//!   closed at once. The client then sees an immediate EOF/reset it can
+//!   retry on, instead of hanging in the kernel backlog.
 //! * **Shutdown**: when the `shutdown` future resolves, the listener is closed
 //!   (new connections are refused), idle connections are closed, requests in
 //!   flight run to completion and are answered with `Connection: close`. After
@@ -32,6 +35,7 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::admission::{Admission, Limits, Slot};
 use super::conn::{self, ActiveGuard, Shared};
 use super::signal::Signal;
 use super::{Handler, ServerConfig};
@@ -166,7 +170,13 @@ async fn serve_with<H: Handler>(
 ) -> io::Result<()> {
     let local_addr = listener.local_addr()?;
     let grace = config.shutdown_grace;
+    let admission = Admission::new(Limits {
+        cap: config.max_connections,
+        per_ip: config.per_ip_limit(),
+        exempt: config.per_ip_exempt.clone(),
+    });
     let shared = Arc::new(Shared {
+        admission,
         handler,
         config,
         local_addr,
@@ -180,30 +190,35 @@ async fn serve_with<H: Handler>(
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
-                            super::defense_log::connection_refused(
-                                &peer,
-                                shared.config.max_connections,
-                            );
-                            if let Some(m) = &shared.config.metrics {
-                                m.http.connection_rejected();
+                        let slot = match shared.admission.admit(peer) {
+                            Ok(slot) => slot,
+                            Err(refusal) => {
+                                super::defense_log::connection_refused(&peer, &refusal);
+                                if let Some(m) = &shared.config.metrics {
+                                    m.http.connection_rejected();
+                                }
+                                drop(stream);
+                                continue;
                             }
-                            drop(stream);
-                            continue;
-                        }
+                        };
                         if let Err(e) = stream.set_nodelay(true) {
                             log::debug!("TCP_NODELAY on {peer}: {e}");
                         }
                         let guard = ActiveGuard::new(shared.clone());
                         tasks.retain(|t| !t.is_finished());
                         let task = match &transport {
-                            Transport::Plain => {
-                                ex.spawn(conn::run(shared.clone(), guard, Io::Plain(stream), peer))
-                            }
+                            Transport::Plain => ex.spawn(conn::run(
+                                shared.clone(),
+                                guard,
+                                slot,
+                                Io::Plain(stream),
+                                peer,
+                            )),
                             #[cfg(feature = "tls")]
                             Transport::Tls(tls) => ex.spawn(handshake_then_run(
                                 shared.clone(),
                                 guard,
+                                slot,
                                 tls.acceptor(),
                                 stream,
                                 peer,
@@ -251,6 +266,7 @@ async fn serve_with<H: Handler>(
 async fn handshake_then_run<H: Handler>(
     shared: Arc<Shared<H>>,
     guard: ActiveGuard<H>,
+    slot: Slot,
     acceptor: crate::tls::TlsAcceptor,
     stream: async_net::TcpStream,
     peer: std::net::SocketAddr,
@@ -265,9 +281,17 @@ async fn handshake_then_run<H: Handler>(
         shared.shutdown.wait().await;
         None
     };
-    match handshake.or(timer).or(stop).await {
-        Some(Ok(tls)) => conn::run(shared, guard, Io::Tls(Box::new(tls)), peer).await,
+    // A handshake still running waits for its first request head: it may
+    // be chosen to make room.
+    let evicted = async {
+        slot.evicted().await;
+        None
+    };
+    match handshake.or(timer).or(stop).or(evicted).await {
+        Some(Ok(tls)) => conn::run(shared, guard, slot, Io::Tls(Box::new(tls)), peer).await,
         Some(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
-        None => log::debug!("TLS handshake with {peer} did not complete in time"),
+        None => log::debug!(
+            "TLS handshake with {peer} did not complete in time or was closed to make room"
+        ),
     }
 }

@@ -4,6 +4,7 @@
 //! with cap-certs.
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod certs;
 
 use std::io::{Read, Write};
