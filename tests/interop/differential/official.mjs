@@ -68,7 +68,8 @@ const router = createSyncRouter({
 });
 
 const app = new Hono();
-app.route("/v1", router);
+// The mount: /v1 unless the profile serves at the root (`mount: ""`).
+app.route(options.mount ?? "/v1", router);
 
 const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) =>
   console.log(`LISTENING ${info.port}`),

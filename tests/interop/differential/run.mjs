@@ -26,6 +26,7 @@ import {
   stableStringify,
 } from "@drakkar.software/starfish-protocol";
 import { bootstrapRootIdentity, generateDeviceKeys, mintDeviceCap } from "@drakkar.software/starfish-identities";
+import { ConflictError, StarfishClient, StarfishHttpError, fetchServerConfig } from "@drakkar.software/starfish-client";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = path.resolve(here, process.env.STARFISH_BIN ?? "../../../target/release/starfish");
@@ -99,6 +100,11 @@ async function startBoth(profile) {
   }
   if (opts.configEndpoint) ours.push("--config-endpoint", opts.configEndpoint);
   if (opts.allowAnonymous === false) ours.push("--no-anonymous");
+  if (profile.root) {
+    // Served at the root: the official client signs the full path.
+    opts.mount = "";
+    ours.push("--base-path", "/");
+  }
   const official = await start(
     "node",
     [path.join(here, "official.mjs")],
@@ -141,12 +147,41 @@ async function signedHeaders(who, port, method, target, body) {
 }
 
 /**
+ * An official client step: { name, client(c, base), as }. `c` is a
+ * StarfishClient on the server (signing as `as` when given); the value the
+ * call resolves to, or the error it throws (class, status, JSON body), is
+ * what is compared.
+ */
+async function sendClient(port, step) {
+  // Client steps run on a profile served at the root: a `baseUrl` ending in
+  // a mount makes the client sign the path after it, which only ours
+  // accepts (COMPATIBILITY.md, "Request signature behind a mount").
+  const base = `http://127.0.0.1:${port}`;
+  const who = step.as;
+  const c = new StarfishClient({
+    baseUrl: base,
+    capProvider: who ? { getCap: async () => ({ cap: who.cap, devEdPrivHex: who.priv }) } : undefined,
+  });
+  try {
+    return { value: normalise(await step.client(c, base)) };
+  } catch (e) {
+    const kind = e instanceof ConflictError ? "ConflictError" : e instanceof StarfishHttpError ? "StarfishHttpError" : e.constructor.name;
+    let body = e.body;
+    try {
+      body = JSON.parse(e.body);
+    } catch {}
+    return { error: kind, status: e.status, body: normalise(body), currentHash: e.currentHash };
+  }
+}
+
+/**
  * One step: { name, method, path, body, as, headers, ctype, tamper, replay, wait }.
  * body: an object (sent as JSON) or a string (sent as is). as: an identity.
  * tamper(headers): changes a signed request's headers after signing.
  * replay: the name of an earlier step whose exact request is sent again.
  */
 async function send(port, step, sent) {
+  if (step.client) return sendClient(port, step);
   let method = step.method ?? "GET";
   let target = step.path;
   let body = step.body === undefined ? undefined : typeof step.body === "string" ? step.body : JSON.stringify(step.body);
@@ -577,6 +612,40 @@ function rateSteps() {
   return s;
 }
 
+/** The official client's calls, against the features config. */
+function clientSteps() {
+  const s = [];
+  const c = (name, client, as) => s.push({ name, client, as });
+  const mine = (who, id) => `users/${who.userId}/private/${id}`;
+  c("client config", (_, base) => fetchServerConfig(base));
+  c("client push new", (x) => x.push("/push/notes/cl1", { a: 1, b: [1, 2] }, null));
+  c("client pull", (x) => x.pull("/pull/notes/cl1"));
+  c("client pull missing", (x) => x.pull("/pull/notes/none"));
+  c("client push stale", (x) => x.push("/push/notes/cl1", { a: 2 }, "0".repeat(64)));
+  c("client push create over existing", (x) => x.push("/push/notes/cl1", { a: 3 }, null));
+  c("client push update", async (x) => {
+    const cur = await x.pull("/pull/notes/cl1");
+    return x.push("/push/notes/cl1", { a: 4 }, cur.hash);
+  });
+  c("client push too large", (x) => x.push("/push/notes/big", { s: "x".repeat(3000) }, null));
+  c("client push restricted", (x) => x.push("/push/notes/cl2", { a: 1 }, null), B);
+  c("client private push", (x) => x.push(`/push/${mine(A, "p1")}`, { secret: 1 }, null), A);
+  c("client private pull", (x) => x.pull(`/pull/${mine(A, "p1")}`), A);
+  c("client private pull other", (x) => x.pull(`/pull/${mine(A, "p1")}`), B);
+  c("client private pull anonymous", (x) => x.pull(`/pull/${mine(A, "p1")}`));
+  c("client schema invalid", (x) => x.push(`/push/users/${A.userId}/profile`, { name: "" }, null), A);
+  c("client schema valid", (x) => x.push(`/push/users/${A.userId}/profile`, { name: "Al", secret: "s" }, null), A);
+  c("client fields filtered", (x) => x.pull(`/pull/users/${A.userId}/profile`), A);
+  c("client fields admin", (x) => x.pull(`/pull/users/${A.userId}/profile`), ADMIN);
+  c("client batch pull many", (x) => x.batchPullMany("notes", [{ id: "cl1" }, { id: "none" }]));
+  c("client pull-only push", (x) => x.push("/push/ro/1", { a: 1 }, null));
+  c("client push-only pull", (x) => x.pull("/pull/drop/1"));
+  for (let i = 1; i <= 3; i++) c(`client rate limited pull ${i}`, (x) => x.pull("/pull/limited/cl"));
+  c("client ttl push", (x) => x.push("/push/eph/cl", { v: 1 }, null));
+  s.push({ name: "client ttl pull expired", wait: 600, client: (x) => x.pull("/pull/eph/cl") });
+  return s;
+}
+
 const profiles = [
   {
     name: "features",
@@ -611,6 +680,13 @@ const profiles = [
     steps: anonymousOffSteps,
   },
   {
+    name: "client",
+    root: true,
+    config: featuresConfig,
+    official: { configEndpoint: "public" },
+    steps: clientSteps,
+  },
+  {
     name: "rate-limits",
     config: rateConfig,
     steps: rateSteps,
@@ -641,7 +717,7 @@ for (const profile of profiles) {
     const doc = documented.get(step.name);
     if (same && !doc) {
       passed++;
-      if (verbose) console.log(`ok   ${profile.name}: ${step.name} -> ${o.status}`);
+      if (verbose) console.log(`ok   ${profile.name}: ${step.name} -> ${o.status ?? "value"} ${JSON.stringify(o).slice(0, 160)}`);
     } else if (!same && doc) {
       documentedSeen++;
       console.log(`doc  ${profile.name}: ${step.name} (documented: ${doc})`);
