@@ -21,6 +21,9 @@ Options for serve:
   --listen ADDR           address to listen on (default 127.0.0.1:8787)
   --data-dir DIR          filesystem store directory (default ./starfish-data)
   --memory                keep documents in memory instead
+  --store URL             postgres://USER[:PASSWORD]@HOST[:PORT]/DB: documents in
+                          PostgreSQL, shared by every node on it (password also
+                          from PGPASSWORD; builds with --features postgres)
   --base-path PREFIX      mount prefix (default /v1; use / for the root)
   --no-anonymous          unsigned requests to non-public collections get 401
                           (default: served as anonymous, so 403); public
@@ -131,6 +134,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
     let mut level = None;
     let mut args = args.into_iter();
     let (mut data_dir, mut memory) = (None, false);
+    let mut store_url: Option<String> = None;
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut cors_origins: Vec<String> = Vec::new();
     let (mut cors_credentials, mut cors_max_age) = (false, None);
@@ -145,6 +149,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             }
             "--data-dir" => data_dir = Some(PathBuf::from(value(&mut args, &a)?)),
             "--memory" => memory = true,
+            "--store" => store_url = Some(value(&mut args, &a)?),
             "--base-path" => opts.base_path = value(&mut args, &a)?,
             "--no-anonymous" => opts.auth.allow_anonymous = false,
             "--max-body-bytes" => opts.max_body_bytes = Some(number(&mut args, &a)?),
@@ -273,6 +278,13 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
         // Server::bind with the official message and exit status 2.
         opts.middleware.cors = Some(cors);
     }
+    if let Some(url) = store_url {
+        if data_dir.is_some() || memory {
+            return Err(Usage("--store excludes --data-dir and --memory".into()));
+        }
+        opts.store = store_choice(&url)?;
+        return Ok((opts, level));
+    }
     opts.store = match (data_dir, memory) {
         (Some(_), true) => return Err(Usage("--data-dir and --memory exclude each other".into())),
         (_, true) => StoreChoice::Memory,
@@ -280,6 +292,26 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
         (None, false) => opts.store,
     };
     Ok((opts, level))
+}
+
+/// `--store URL`: a PostgreSQL database (feature `postgres`).
+fn store_choice(url: &str) -> Result<StoreChoice, Usage> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(Usage(format!(
+            "--store: expected postgres://USER@HOST[:PORT]/DB, got {url:?}"
+        )));
+    }
+    #[cfg(feature = "postgres")]
+    {
+        Ok(StoreChoice::Postgres(url.to_owned()))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        Err(Usage(
+            "--store postgres://...: this build has no PostgreSQL store (cargo build --features postgres)"
+                .into(),
+        ))
+    }
 }
 
 fn serve(args: Vec<String>) -> ExitCode {

@@ -36,6 +36,10 @@ pub enum StoreChoice {
     Dir(PathBuf),
     /// In memory; lost on exit.
     Memory,
+    /// A PostgreSQL database (`postgres://USER@HOST/DB`), shared by every
+    /// node started on it (feature `postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres(String),
 }
 
 /// `--tls-cert FILE --tls-key FILE`: serve HTTPS with this PEM certificate
@@ -235,6 +239,14 @@ impl Server {
                 true,
                 format!("filesystem {}", d.display()),
             ),
+            #[cfg(feature = "postgres")]
+            StoreChoice::Postgres(url) => {
+                let pg =
+                    crate::store::postgres::PgStore::connect(url, 16).map_err(ServeError::Store)?;
+                let desc = format!("postgres {}", pg.shown());
+                // Every call is a database round trip: off the reactor.
+                (Arc::new(pg), true, desc)
+            }
         };
         let mount = normalize_mount(&opts.base_path);
         let metrics = opts
@@ -681,6 +693,8 @@ fn with_quota(
     let dir = match choice {
         StoreChoice::Dir(d) => Some(d.as_path()),
         StoreChoice::Memory => None,
+        #[cfg(feature = "postgres")]
+        StoreChoice::Postgres(_) => None,
     };
     if let Some(dir) = dir {
         match quota::disk_space(dir) {

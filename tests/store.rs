@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "postgres")]
+mod common;
+#[cfg(feature = "postgres")]
+use common::pg;
 use starfish::store::{validate_key, FsStore, MemoryStore, Store, StoreError};
 
 /// A unique directory under the system temp dir, removed on drop.
@@ -40,12 +44,15 @@ impl Drop for TempDir {
     }
 }
 
-/// Run `f` against a fresh memory store and a fresh filesystem store.
+/// Run `f` against a fresh memory store and a fresh filesystem store (and,
+/// built with the `postgres` feature, a fresh PostgreSQL database).
 fn both(tag: &str, f: impl Fn(&dyn Store)) {
     f(&MemoryStore::new());
     let dir = TempDir::new(tag);
     let store = FsStore::open(dir.path().join("data")).unwrap();
     f(&store);
+    #[cfg(feature = "postgres")]
+    f(&pg::fresh(tag));
 }
 
 fn invalid(r: Result<impl std::fmt::Debug, StoreError>) -> bool {
@@ -355,6 +362,12 @@ fn concurrent_writers_never_tear_memory() {
     hammer(Arc::new(MemoryStore::new()));
 }
 
+#[cfg(feature = "postgres")]
+#[test]
+fn concurrent_writers_never_tear_postgres() {
+    hammer(Arc::new(pg::fresh("hammer")));
+}
+
 #[test]
 fn concurrent_writers_never_tear_fs() {
     let dir = TempDir::new("hammer");
@@ -509,4 +522,56 @@ fn longest_keys_fit_the_filesystem() {
         assert_eq!(s.list_keys("", None, 10).unwrap().len(), 3);
         s.delete(&key).unwrap();
     });
+}
+
+#[test]
+fn swap_compares_and_writes() {
+    both("swap", |s| {
+        assert!(
+            s.swap("sw/x", None, br#"{"v":1}"#).unwrap(),
+            "create when absent"
+        );
+        assert!(
+            !s.swap("sw/x", None, br#"{"v":2}"#).unwrap(),
+            "create over a document"
+        );
+        assert!(
+            !s.swap("sw/x", Some(b"other"), b"{}").unwrap(),
+            "stale expected"
+        );
+        assert_eq!(s.get("sw/x").unwrap().as_deref(), Some(&br#"{"v":1}"#[..]));
+        assert!(s.swap("sw/x", Some(br#"{"v":1}"#), br#"{"v":3}"#).unwrap());
+        assert_eq!(s.get("sw/x").unwrap().as_deref(), Some(&br#"{"v":3}"#[..]));
+        // A binary value under the key counts as no document: replaced.
+        s.put_bytes("sw/b", b"bin", "application/octet-stream")
+            .unwrap();
+        assert!(s.swap("sw/b", None, b"{}").unwrap());
+        assert_eq!(s.get("sw/b").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert!(invalid(s.swap("../x", None, b"{}")));
+    });
+}
+
+#[test]
+fn concurrent_swaps_from_one_base_have_one_winner() {
+    let check = |s: Arc<dyn Store>| {
+        s.put("race/doc", b"base").unwrap();
+        let wins: usize = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..32)
+                .map(|i| {
+                    let s = s.clone();
+                    sc.spawn(move || {
+                        s.swap("race/doc", Some(b"base"), format!("w{i}").as_bytes())
+                            .unwrap() as usize
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+    };
+    check(Arc::new(MemoryStore::new()));
+    let dir = TempDir::new("race");
+    check(Arc::new(FsStore::open(dir.path().join("data")).unwrap()));
+    #[cfg(feature = "postgres")]
+    check(Arc::new(pg::fresh("race")));
 }

@@ -38,6 +38,11 @@ impl Store for MeteredStore {
         self.timed(StoreOp::Put, |s| s.put(key, value))
     }
 
+    // A compare-and-swap is a conditional put.
+    fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        self.timed(StoreOp::Put, |s| s.swap(key, expected, value))
+    }
+
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
         self.timed(StoreOp::GetBytes, |s| s.get_bytes(key))
     }

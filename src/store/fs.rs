@@ -50,6 +50,7 @@
 //! are different keys); directory fsync is a no-op on non-Unix targets.
 
 use std::fs::{self, File, OpenOptions};
+use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +79,13 @@ pub struct FsStore {
     base: PathBuf,
     /// Serialises directory creation (with its fsyncs) and pruning.
     dir_lock: Mutex<()>,
+    /// [`Store::swap`]'s read-compare-write, serialised per key stripe.
+    swap_stripes: Box<[Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
 }
+
+/// Lock stripes for [`Store::swap`].
+const SWAP_STRIPES: usize = 64;
 
 impl FsStore {
     /// Open (creating if needed) a store rooted at `dir`, and remove temp
@@ -98,6 +105,8 @@ impl FsStore {
         let store = FsStore {
             base,
             dir_lock: Mutex::new(()),
+            swap_stripes: (0..SWAP_STRIPES).map(|_| Mutex::new(())).collect(),
+            hasher: Default::default(),
         };
         store.remove_stale_temps();
         Ok(store)
@@ -316,6 +325,21 @@ impl Store for FsStore {
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         validate_key(key)?;
         self.write_value(key, DOC_SUFFIX, BIN_SUFFIX, &[value])
+    }
+
+    /// Read, compare and write under the key's stripe lock: atomic against
+    /// every other `swap` in this process (one process owns a directory).
+    fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        let stripe = (self.hasher.hash_one(key) % SWAP_STRIPES as u64) as usize;
+        let _guard = self.swap_stripes[stripe]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.read_file(key, DOC_SUFFIX)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.write_value(key, DOC_SUFFIX, BIN_SUFFIX, &[value])?;
+        Ok(true)
     }
 
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {

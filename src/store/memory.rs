@@ -58,6 +58,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        validate_key(key)?;
+        let mut map = self.write();
+        let current = match map.get(key) {
+            Some(Entry::Doc(v)) => Some(v.as_slice()),
+            _ => None,
+        };
+        if current != expected {
+            return Ok(false);
+        }
+        map.insert(key.to_owned(), Entry::Doc(value.to_vec()));
+        Ok(true)
+    }
+
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
         validate_key(key)?;
         Ok(match self.read().get(key) {

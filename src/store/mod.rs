@@ -5,13 +5,17 @@
 //! JSON nor hashes nor concurrency control. The stored document envelope
 //! (documents.md §1) is built and parsed by the layer above; a store hands
 //! back exactly the bytes it was given. Read-compare-write (optimistic
-//! concurrency) is serialised per key by the sync layer, not here.
+//! concurrency) is serialised per key by the sync layer; in addition
+//! [`Store::swap`] compares and writes atomically inside the backend, so
+//! that nodes sharing one database cannot both accept a push from the same
+//! base.
 //!
 //! | module | owns |
 //! |---|---|
 //! | [`memory`] | [`MemoryStore`]: an in-process map, for tests and ephemeral servers |
 //! | [`fs`] | [`FsStore`]: crash-safe files under a base directory (layout in its docs) |
 //! | [`quota`] | [`QuotaStore`]: storage quotas and a free-disk floor over any backend |
+//! | `postgres` | `PgStore`: one PostgreSQL database shared by several nodes (feature `postgres`) |
 //!
 //! ## Keys
 //!
@@ -38,6 +42,8 @@ use std::io;
 
 pub mod fs;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod quota;
 
 pub use fs::FsStore;
@@ -130,6 +136,26 @@ pub trait Store: Send + Sync + 'static {
     /// Store a document durably: returns only once it survives a crash or
     /// power loss. Replaces any value (document or binary) under `key`.
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Compare and swap a document: store `value` under `key` (durably,
+    /// like [`Store::put`]) only if the document stored there now is
+    /// exactly `expected` (byte for byte), or, with `expected` `None`, if
+    /// no document is stored there (a binary value is replaced). Answers
+    /// whether it wrote; on `false` nothing changed.
+    ///
+    /// This is what makes a push's `baseHash` check safe when several
+    /// processes share one store ([`postgres`](self) does it in one SQL
+    /// statement). The default reads, compares and writes: atomic only
+    /// when every writer of `key` is serialised by the caller (the sync
+    /// layer's per-key locks within one process); [`MemoryStore`] and
+    /// [`FsStore`] override it with their own locks.
+    fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        if self.get(key)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.put(key, value)?;
+        Ok(true)
+    }
 
     /// The stored binary value and its media type (as given to
     /// [`Store::put_bytes`]), or `None` if the key holds no binary value.

@@ -278,6 +278,21 @@ impl Store for QuotaStore {
         self.write(key, value.len() as u64, |s| s.put(key, value))
     }
 
+    fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
+        let mut swapped = false;
+        self.write(key, value.len() as u64, |s| {
+            swapped = s.swap(key, expected, value)?;
+            Ok(())
+        })?;
+        if !swapped && self.limits.counts() {
+            // Counted as written; put the real size back.
+            let _key = self.key_lock(key);
+            let now = self.inner.value_size(key)?;
+            apply(&mut lock(&self.usage), Some(value.len() as u64), now);
+        }
+        Ok(swapped)
+    }
+
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
         self.inner.get_bytes(key)
     }

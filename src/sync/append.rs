@@ -292,14 +292,38 @@ pub fn append(
     settings: &AppendSettings,
     now_ms: i64,
 ) -> Result<Written, SyncError> {
-    let raw = store.get(key)?.filter(|r| !r.is_empty());
+    // A single-document log is written with a compare-and-swap from the
+    // bytes read; losing the race to a writer on another node (a shared
+    // database) means reading again. Within one node the key lock makes
+    // the first try succeed.
+    for _ in 0..APPEND_TRIES {
+        match append_once(store, key, push, settings, now_ms) {
+            Err(SyncError::HashMismatch) => continue,
+            other => return other,
+        }
+    }
+    Err(SyncError::HashMismatch)
+}
+
+/// Attempts of [`append`] against concurrent writers on other nodes.
+const APPEND_TRIES: usize = 16;
+
+fn append_once(
+    store: &dyn Store,
+    key: &str,
+    push: &AppendPush,
+    settings: &AppendSettings,
+    now_ms: i64,
+) -> Result<Written, SyncError> {
+    let stored = store.get(key)?;
+    let raw = stored.clone().filter(|r| !r.is_empty());
     let field = settings.field.as_str();
     if settings.chunk_size.is_none() {
         if let Some(doc) = raw
             .as_deref()
             .and_then(|r| append_splice::locate_single(r, field))
         {
-            return append_single(store, key, &doc, push, settings, now_ms);
+            return append_single(store, key, stored.as_deref(), &doc, push, settings, now_ms);
         }
     }
     let head = raw.as_deref().and_then(|r| decode_object(key, r));
@@ -340,7 +364,7 @@ pub fn append(
     plain.insert("data", Value::Object(data));
     let plain = json::to_js_json(&Value::Object(plain));
     let doc = append_splice::locate_single(&plain, field).ok_or(AppendError::Internal)?;
-    append_single(store, key, &doc, push, settings, now_ms)
+    append_single(store, key, stored.as_deref(), &doc, push, settings, now_ms)
 }
 
 fn check_max_items(count: f64, settings: &AppendSettings) -> Result<(), AppendError> {
@@ -352,9 +376,12 @@ fn check_max_items(count: f64, settings: &AppendSettings) -> Result<(), AppendEr
 
 /// Append to a single-document log located in its stored bytes: the new
 /// element is spliced in, the envelope rebuilt.
+/// `stored` is the value read (the swap's expected value); a lost race
+/// answers [`SyncError::HashMismatch`], which [`append`] retries.
 fn append_single(
     store: &dyn Store,
     key: &str,
+    stored: Option<&[u8]>,
     doc: &append_splice::SingleDoc<'_>,
     push: &AppendPush,
     settings: &AppendSettings,
@@ -365,7 +392,9 @@ fn append_single(
     let ts = resolve_ts(push.ts, latest, now_ms)?;
     let el = element(ts, push);
     let hash = n_last_hash(doc.count() + 1, &el);
-    store.put(key, &doc.with_element(&el, ts, &hash))?;
+    if !store.swap(key, stored, &doc.with_element(&el, ts, &hash))? {
+        return Err(SyncError::HashMismatch);
+    }
     Ok(Written { hash, ts })
 }
 

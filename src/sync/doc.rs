@@ -222,17 +222,21 @@ pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> 
 /// ([`split_envelope`]: one validating scan), so the check costs a fraction
 /// of the push it may refuse.
 pub fn read_hash(store: &dyn Store, key: &str) -> Result<Option<String>, StoreError> {
-    let Some(raw) = store.get(key)? else {
-        return Ok(None);
-    };
-    if let Some((_, _, hash)) = split_envelope(&raw) {
-        return Ok(Some(String::from_utf8_lossy(hash).into_owned()));
+    Ok(hash_of(key, store.get(key)?.as_deref()))
+}
+
+/// The hash a push compares `baseHash` with, of the raw stored value
+/// (as [`read_hash`]).
+pub fn hash_of(key: &str, raw: Option<&[u8]>) -> Option<String> {
+    let raw = raw?;
+    if let Some((_, _, hash)) = split_envelope(raw) {
+        return Some(String::from_utf8_lossy(hash).into_owned());
     }
-    Ok(match decode_stored(key, Some(&raw)) {
+    match decode_stored(key, Some(raw)) {
         Read::Missing => None,
         Read::Corrupt => Some(String::new()),
         Read::Doc(d) => Some(d.hash_str().to_owned()),
-    })
+    }
 }
 
 /// A bundle member or batch entry: `{"data","hash"}` plus `timestamp` when

@@ -153,9 +153,13 @@ pub struct Written {
 }
 
 /// Step 12.6: compare `baseHash` with the stored hash and write. The caller
-/// holds the key's lock.
+/// holds the key's lock; the write itself is a [`Store::swap`] from the
+/// value read, so a writer elsewhere (another node on a shared database)
+/// that wrote in between makes this push a `hash_mismatch`, never a lost
+/// update.
 pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<Written, SyncError> {
-    let current = doc::read_hash(store, key)?;
+    let raw = store.get(key)?;
+    let current = doc::hash_of(key, raw.as_deref());
     let ok = match (&push.base_hash, &current) {
         (None, None) => true,
         (None, Some(_)) => false,
@@ -168,7 +172,9 @@ pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<W
     let data = sanitized(&push.data);
     let author = push.author.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
     let (bytes, hash) = doc::encode_hashed(&data, now_ms as f64, author);
-    store.put(key, &bytes)?;
+    if !store.swap(key, raw.as_deref(), &bytes)? {
+        return Err(SyncError::HashMismatch);
+    }
     Ok(Written {
         hash,
         ts: now_ms as f64,

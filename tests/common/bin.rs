@@ -25,7 +25,11 @@ pub fn bin() -> Command {
 impl Bin {
     pub fn start(args: &[&str]) -> Bin {
         let mut child = bin()
-            .args(["serve", "--memory", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            // --memory unless the test names a store.
+            .args(
+                (!args.iter().any(|a| *a == "--store" || *a == "--data-dir")).then_some("--memory"),
+            )
             .args(args)
             .stderr(Stdio::piped())
             .spawn()

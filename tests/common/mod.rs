@@ -6,6 +6,8 @@
 
 pub mod bin;
 pub mod certs;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,0 +1,98 @@
+//! Several `starfish serve` nodes on one PostgreSQL database (feature
+//! `postgres`; `tests/postgres/run.sh` starts a throw-away server and sets
+//! `STARFISH_PG_URL`): a push is a compare-and-swap across nodes, and an
+//! acknowledged push survives a node killed with SIGKILL.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use common::bin::Bin;
+use common::{pg, Req};
+
+fn push(node: &Bin, id: &str, data: &str, base: Option<&str>) -> (u16, String) {
+    let base = base.map_or("null".to_owned(), |h| format!("\"{h}\""));
+    let r = node.send(
+        &Req::new("POST", &format!("/v1/push/public/notes/{id}"))
+            .header("Content-Type", "application/json")
+            .body(format!(r#"{{"data":{data},"baseHash":{base}}}"#).as_bytes()),
+    );
+    (r.status, r.text())
+}
+
+fn hash_of(answer: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(answer).unwrap();
+    v["hash"].as_str().unwrap().to_owned()
+}
+
+fn nodes(url: &str, n: usize) -> Vec<Bin> {
+    (0..n).map(|_| Bin::start(&["--store", url])).collect()
+}
+
+#[test]
+fn thirty_two_pushes_from_one_base_across_three_nodes_have_one_winner() {
+    let url = pg::fresh_url("race");
+    let nodes = nodes(&url, 3);
+    let (st, body) = push(&nodes[0], "race", r#"{"v":0}"#, None);
+    assert_eq!(st, 200, "{body}");
+    let base = hash_of(&body);
+    let answers: Vec<(u16, String)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..32)
+            .map(|i| {
+                let (node, base) = (&nodes[i % 3], base.as_str());
+                sc.spawn(move || push(node, "race", &format!(r#"{{"v":{}}}"#, i + 1), Some(base)))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<&(u16, String)> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    let lost = answers
+        .iter()
+        .filter(|(s, b)| *s == 409 && b.contains("hash_mismatch"))
+        .count();
+    assert_eq!((won.len(), lost), (1, 31), "{answers:?}");
+    // Every node reads the winner.
+    let winner = hash_of(&won[0].1);
+    for n in &nodes {
+        let r = n.get("/v1/pull/public/notes/race");
+        assert_eq!(hash_of(&r.text()), winner);
+    }
+}
+
+#[test]
+fn a_node_killed_mid_pushes_loses_no_acknowledged_write() {
+    let url = pg::fresh_url("kill");
+    let mut nodes = nodes(&url, 2);
+    let acked: Vec<(String, String)> = std::thread::scope(|sc| {
+        let writer = sc.spawn(|| {
+            let mut acked = Vec::new();
+            for i in 0..10_000 {
+                let id = format!("k{i}");
+                match std::panic::catch_unwind(|| {
+                    push(&nodes[0], &id, &format!(r#"{{"i":{i}}}"#), None)
+                }) {
+                    Ok((200, body)) => acked.push((id, hash_of(&body))),
+                    _ => break,
+                }
+            }
+            acked
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let pid = nodes[0].child.id();
+        // SIGKILL, not the Drop's kill-and-wait: no chance to flush anything.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        writer.join().unwrap()
+    });
+    assert!(acked.len() > 10, "the writer got going: {}", acked.len());
+    let survivor = nodes.pop().unwrap();
+    for (id, hash) in &acked {
+        let r = survivor.get(&format!("/v1/pull/public/notes/{id}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(&hash_of(&r.text()), hash, "{id}");
+    }
+    eprintln!(
+        "{} acknowledged pushes, all read back from the other node",
+        acked.len()
+    );
+}
