@@ -232,6 +232,9 @@ impl Server {
             log::warn!("{w}");
         }
         let config = Arc::new(loaded.config);
+        // The replay ledger shared with other nodes (PostgreSQL store only).
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
+        let mut shared_nonces: Option<Arc<dyn crate::auth::nonce::NonceLedger>> = None;
         let (store, blocking, store_desc): (Arc<dyn Store>, bool, String) = match &opts.store {
             StoreChoice::Memory => (Arc::new(MemoryStore::new()), false, "memory".into()),
             StoreChoice::Dir(d) => (
@@ -244,6 +247,7 @@ impl Server {
                 let pg =
                     crate::store::postgres::PgStore::connect(url, 16).map_err(ServeError::Store)?;
                 let desc = format!("postgres {}", pg.shown());
+                shared_nonces = Some(Arc::new(pg.clone()));
                 // Every call is a database round trip: off the reactor.
                 (Arc::new(pg), true, desc)
             }
@@ -274,6 +278,9 @@ impl Server {
             )),
         };
         let mut resolver = CapResolver::new(opts.auth.clone());
+        if let Some(ledger) = shared_nonces {
+            resolver = resolver.with_shared_nonces(ledger);
+        }
         if let Some(file) = &revocations {
             resolver = resolver.with_revocations(file.store());
         }

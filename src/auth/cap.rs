@@ -17,7 +17,7 @@
 //!   signs only what follows its `baseUrl`), and `/<mount>/<ns>/batch/pull`
 //!   is recognised as a batch path (COMPATIBILITY.md).
 
-use super::nonce::{NonceCache, NonceCacheConfig};
+use super::nonce::{NonceCache, NonceCacheConfig, NonceLedger};
 use super::revocation::RevocationStore;
 use super::{Auth, AuthError, AuthRequest, Resolver, ROLE_ROOT_DEVICE};
 use crate::proto::cap::{self as capcert, CapCert, CapHeaderError, CapKind};
@@ -65,6 +65,8 @@ pub struct CapResolver {
     nonces: NonceCache,
     verified: Mutex<VerifiedCaps>,
     revocations: Option<Arc<RevocationStore>>,
+    /// Nonces shared with other nodes (the PostgreSQL store), if any.
+    shared_nonces: Option<Arc<dyn NonceLedger>>,
 }
 
 #[derive(Default)]
@@ -93,10 +95,18 @@ impl CapResolver {
             config,
             verified: Mutex::new(VerifiedCaps::default()),
             revocations: None,
+            shared_nonces: None,
         }
     }
 
     /// Consult this revocation store for every cap (step 14), cached or not.
+    /// Also check every signed request's nonce against `ledger`, shared
+    /// with the other nodes on the same database.
+    pub fn with_shared_nonces(mut self, ledger: Arc<dyn NonceLedger>) -> Self {
+        self.shared_nonces = Some(ledger);
+        self
+    }
+
     pub fn with_revocations(mut self, store: Arc<RevocationStore>) -> Self {
         self.revocations = Some(store);
         self
@@ -273,6 +283,14 @@ impl Resolver for CapResolver {
         // 13: replay.
         if !self.nonces.check_and_remember(sub, nonce, req.now_ms) {
             return Err(unauthorized("nonce replay"));
+        }
+        if let Some(ledger) = &self.shared_nonces {
+            let expires = req.now_ms + self.config.nonce.window_ms;
+            match ledger.check_and_remember(sub, nonce, req.now_ms, expires) {
+                Ok(true) => {}
+                Ok(false) => return Err(unauthorized("nonce replay (seen by another node)")),
+                Err(e) => return Err(unauthorized(e.to_string())),
+            }
         }
         // 14: revocation, by issuer, subject and the cap's own nonce. After
         // the cache, so a cap verified before its revocation is refused too.

@@ -11,7 +11,38 @@
 
 use crate::proto::hash::sha256;
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::sync::Mutex;
+
+/// A replay ledger shared by several nodes (the PostgreSQL store's
+/// `starfish_nonces` table): a request replayed to another node is refused
+/// as a replay to the same node is. Consulted after the node's own
+/// [`NonceCache`], whose bounds (per signer and in total) keep the shared
+/// ledger bounded too: each node admits at most `max_entries` live nonces.
+pub trait NonceLedger: Send + Sync {
+    /// Remember `(signer, nonce)` until `expires_ms`; `Ok(false)` if it is
+    /// already remembered and not yet expired (a replay).
+    fn check_and_remember(
+        &self,
+        signer: &str,
+        nonce: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<bool, LedgerError>;
+}
+
+/// The shared ledger could not be consulted (the request is refused: fail
+/// closed).
+#[derive(Debug)]
+pub struct LedgerError(pub String);
+
+impl fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shared nonce ledger: {}", self.0)
+    }
+}
+
+impl std::error::Error for LedgerError {}
 
 /// Limits of the nonce cache. The defaults are the official server's.
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `starfish_schema` | `version` (one row: the schema version written) |
 //! | `starfish_values` | `key TEXT COLLATE "C" PRIMARY KEY`, `media TEXT` (`NULL` for a document, else a binary value's media type), `body BYTEA`, `digest BYTEA` (SHA-256 of `body`) |
-//! | `starfish_nonces` | `signer`, `nonce`, `expires_ms`: created for the shared replay ledger, not used yet (nonces are still checked per node) |
+//! | `starfish_nonces` | `signer`, `nonce`, `expires_ms`: the replay ledger shared by the nodes ([`NonceLedger`]) |
 //!
 //! [`PgStore::connect`] creates or migrates the schema under a transaction
 //! advisory lock, so nodes starting together do not race; a database with
@@ -21,6 +21,15 @@
 //! never both accept a push from the same `baseHash`: the database decides,
 //! not an in-process lock.
 //!
+//! ## Shared replay protection
+//!
+//! As a [`NonceLedger`], a signed request's `(signer, nonce)` is inserted
+//! if absent (or expired) in one statement; a request replayed to another
+//! node finds it and is refused. Each node's own nonce cache bounds what it
+//! admits (per signer and in total), so the table holds at most that many
+//! live rows per node; expired rows are deleted every
+//! [`NONCE_SWEEP_EVERY`] insertions.
+//!
 //! Every method blocks on the database round trip (sqlx on its smol
 //! runtime); the server calls the store from its blocking pool. Writes are
 //! durable when PostgreSQL commits them (`synchronous_commit` as set on the
@@ -32,6 +41,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
+
+use crate::auth::nonce::{LedgerError, NonceLedger};
 
 use super::{
     binary_size, split_prefix, validate_key, validate_media_type, Store, StoreError, StoreUsage,
@@ -50,7 +61,12 @@ pub struct PgStore {
     pool: PgPool,
     /// What `--store` said, with any password removed (for logs).
     shown: String,
+    /// Nonces recorded since start (for the expired-row sweep).
+    nonce_inserts: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Every this many recorded nonces, expired ones are deleted.
+pub const NONCE_SWEEP_EVERY: u64 = 1024;
 
 /// Whether `--store` names a PostgreSQL database.
 pub fn is_url(s: &str) -> bool {
@@ -102,7 +118,11 @@ impl PgStore {
                 .connect_with(opts),
         )
         .map_err(|e| db_err(&shown, "connect", e))?;
-        let store = PgStore { pool, shown };
+        let store = PgStore {
+            pool,
+            shown,
+            nonce_inserts: Default::default(),
+        };
         wait(store.migrate())?;
         Ok(store)
     }
@@ -190,6 +210,46 @@ impl PgStore {
         )
         .map_err(|e| db_err(key, "write", e))?;
         Ok(())
+    }
+}
+
+impl NonceLedger for PgStore {
+    fn check_and_remember(
+        &self,
+        signer: &str,
+        nonce: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<bool, LedgerError> {
+        let fresh = wait(
+            sqlx::query_scalar::<_, i32>(
+                "INSERT INTO starfish_nonces (signer, nonce, expires_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (signer, nonce) DO UPDATE SET expires_ms = EXCLUDED.expires_ms
+                 WHERE starfish_nonces.expires_ms < $4
+                 RETURNING 1",
+            )
+            .bind(signer)
+            .bind(nonce)
+            .bind(expires_ms)
+            .bind(now_ms)
+            .fetch_optional(&self.pool),
+        )
+        .map_err(|e| LedgerError(e.to_string()))?
+        .is_some();
+        let n = self
+            .nonce_inserts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % NONCE_SWEEP_EVERY == NONCE_SWEEP_EVERY - 1 {
+            let swept = wait(
+                sqlx::query("DELETE FROM starfish_nonces WHERE expires_ms < $1")
+                    .bind(now_ms)
+                    .execute(&self.pool),
+            );
+            if let Err(e) = swept {
+                log::warn!("sweeping expired nonces: {e}");
+            }
+        }
+        Ok(fresh)
     }
 }
 
