@@ -150,3 +150,69 @@ fn without_a_shared_database_a_replay_to_another_node_passes() {
     assert_eq!(send_raw(a.addr, &req).status, 200);
     assert_eq!(send_raw(b.addr, &req).status, 200);
 }
+
+/// Replica syncs counted by a node's /metrics (every result).
+fn replica_syncs(node: &Bin) -> f64 {
+    let m = node.metrics.expect("--metrics-listen");
+    let r = common::send_raw(m, &Req::new("GET", "/metrics").to_bytes(&m.to_string()));
+    r.text()
+        .lines()
+        .filter(|l| l.starts_with("starfish_replica_syncs_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn one_node_runs_the_replica_schedule_and_another_takes_over_when_it_dies() {
+    let url = pg::fresh_url("lease");
+    let primary = Bin::start(&[]);
+    let dir = std::env::temp_dir().join(format!("starfish-lease-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"version":1,"collections":[{"name":"news","storagePath":"replica/news",
+            "readRoles":["public"],"writeRoles":["public"],"encryption":"none","maxBodyBytes":65536}]}"#,
+    )
+    .unwrap();
+    let replica = dir.join("replica.json");
+    std::fs::write(
+        &replica,
+        format!(
+            r#"{{"collections":{{"news":{{"url":"http://{}/v1","pullPath":"/pull/public/notes/first","intervalMs":200}}}}}}"#,
+            primary.host()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--store",
+        url.as_str(),
+        "--config",
+        config.to_str().unwrap(),
+        "--replica",
+        replica.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    let first = Bin::start(&args);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = Bin::start(&args);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (a, b) = (replica_syncs(&first), replica_syncs(&second));
+    assert!(a >= 3.0, "the first node syncs on schedule: {a}");
+    assert_eq!(b, 0.0, "the second node waits");
+    // SIGKILL: the lock goes with the first node's database connection.
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &first.child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while replica_syncs(&second) < 3.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second node did not take over"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -39,6 +39,10 @@ impl Store for MeteredStore {
     }
 
     // A compare-and-swap is a conditional put.
+    fn schedule_lease(&self) -> bool {
+        self.inner.schedule_lease()
+    }
+
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
         self.timed(StoreOp::Put, |s| s.swap(key, expected, value))
     }

@@ -488,7 +488,14 @@ impl ReplicaManager {
                     let opts = options.clone();
                     let jitter = rng.below(opts.jitter_max.as_millis() as u64 + 1);
                     ex.spawn(async move {
-                        let ok = me.sync_safe(&name).await;
+                        // On a store shared by several nodes, one of them
+                        // runs the scheduled syncs; the others only keep
+                        // their schedule, ready to take over.
+                        let ok = if me.store_op(|s| s.schedule_lease()).await {
+                            me.sync_safe(&name).await
+                        } else {
+                            true
+                        };
                         let remote = me.remote(&name).cloned();
                         let failures = me.with_state(&name, |s| {
                             s.running = false;

@@ -157,6 +157,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Whether this process should run the replica's scheduled syncs now.
+    /// A store shared by several processes (PostgreSQL) elects one of them
+    /// (taking over when it dies); a store owned by one process answers
+    /// `true`. Called before each scheduled sync, from a blocking thread.
+    fn schedule_lease(&self) -> bool {
+        true
+    }
+
     /// The stored binary value and its media type (as given to
     /// [`Store::put_bytes`]), or `None` if the key holds no binary value.
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError>;

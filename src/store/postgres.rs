@@ -63,7 +63,15 @@ pub struct PgStore {
     shown: String,
     /// Nonces recorded since start (for the expired-row sweep).
     nonce_inserts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The connection holding the replica scheduling lock, while we hold it.
+    lease: std::sync::Arc<std::sync::Mutex<Option<sqlx::PgConnection>>>,
+    /// Where to open that connection.
+    options: PgConnectOptions,
 }
+
+/// Session advisory lock held by the node that runs the replica's
+/// scheduled syncs.
+const SCHEDULE_LOCK: i64 = 0x5354_4152_4649_5302; // "STARFIS" 2
 
 /// Every this many recorded nonces, expired ones are deleted.
 pub const NONCE_SWEEP_EVERY: u64 = 1024;
@@ -111,17 +119,20 @@ impl PgStore {
         let opts: PgConnectOptions = url
             .parse()
             .map_err(|e: sqlx::Error| db_err(&shown, "parse url", e))?;
+        let opts_for_lease = opts.clone();
         let pool = wait(
             PgPoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts),
+                .connect_with(opts.clone()),
         )
         .map_err(|e| db_err(&shown, "connect", e))?;
         let store = PgStore {
             pool,
             shown,
             nonce_inserts: Default::default(),
+            lease: Default::default(),
+            options: opts_for_lease,
         };
         wait(store.migrate())?;
         Ok(store)
@@ -254,6 +265,40 @@ impl NonceLedger for PgStore {
 }
 
 impl Store for PgStore {
+    /// The node holding the session advisory lock [`SCHEDULE_LOCK`] on its
+    /// own connection runs the scheduled syncs. While held, each call
+    /// checks that the connection is alive; a node that dies loses its
+    /// connection and so the lock, and the next node to ask takes it.
+    fn schedule_lease(&self) -> bool {
+        use sqlx::Connection;
+        let mut lease = self.lease.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(conn) = lease.as_mut() {
+            if wait(conn.ping()).is_ok() {
+                return true;
+            }
+            log::warn!("lost the replica scheduling lock's connection; trying again");
+            *lease = None;
+        }
+        let mut conn = match wait(sqlx::PgConnection::connect_with(&self.options)) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("replica scheduling lock: {e}");
+                return false;
+            }
+        };
+        let got = wait(
+            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                .bind(SCHEDULE_LOCK)
+                .fetch_one(&mut conn),
+        )
+        .unwrap_or(false);
+        if got {
+            log::info!("this node now runs the replica's scheduled syncs");
+            *lease = Some(conn);
+        }
+        got
+    }
+
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         validate_key(key)?;
         wait(

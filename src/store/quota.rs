@@ -278,6 +278,10 @@ impl Store for QuotaStore {
         self.write(key, value.len() as u64, |s| s.put(key, value))
     }
 
+    fn schedule_lease(&self) -> bool {
+        self.inner.schedule_lease()
+    }
+
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
         let mut swapped = false;
         self.write(key, value.len() as u64, |s| {
