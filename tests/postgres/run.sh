@@ -53,3 +53,11 @@ echo "== PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1
 
 export STARFISH_PG_URL="postgres://starfish@127.0.0.1:$PORT/starfish"
 cargo test --features postgres --test store --test postgres "$@"
+if [ $# -eq 0 ]; then
+  # The official TypeScript client's suite against nodes on the postgres
+  # store (each server a fresh database; the debug binary the tests built).
+  echo "== tests/interop/run.sh on the postgres store"
+  cargo build --features postgres --bin starfish
+  STARFISH_BIN="$PWD/target/debug/starfish" STARFISH_PG_BASE="postgres://starfish@127.0.0.1:$PORT" \
+    STARFISH_PG_CREATEDB="$BIN/createdb" bash tests/interop/run.sh
+fi

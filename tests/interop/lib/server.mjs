@@ -8,11 +8,16 @@
 // The binary comes from $STARFISH_BIN, default ../../target/release/starfish
 // relative to this interop folder.
 //
+// With $STARFISH_PG_BASE (postgres://USER@HOST:PORT) and $STARFISH_PG_CREATEDB
+// (the createdb program) set, as tests/postgres/run.sh does, every server
+// gets a fresh PostgreSQL database (`--store`) instead of --memory or
+// --data-dir: the whole suite then runs on the postgres store.
+//
 // With $STARFISH_TLS_DIR set (run.sh --tls), the server serves HTTPS with
 // $STARFISH_TLS_DIR/cert.pem and key.pem (`--tls-cert/--tls-key`), and
 // srv.origin / srv.base are https:// URLs; Node trusts the throw-away CA
 // through NODE_EXTRA_CA_CERTS, set by run.sh before node starts.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -35,6 +40,20 @@ export function starfishBin() {
 
 const LISTEN_RE = /listening on (https?:\/\/127\.0\.0\.1:(\d+))(\S*)/;
 
+let databases = 0;
+/** A new empty database on $STARFISH_PG_BASE's server; its URL. */
+function freshDatabase() {
+  const base = new URL(process.env.STARFISH_PG_BASE);
+  const name = `interop_${process.pid}_${databases++}`;
+  const r = spawnSync(
+    process.env.STARFISH_PG_CREATEDB,
+    ["-h", base.hostname, "-p", base.port, "-U", base.username, name],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`createdb ${name} failed: ${r.stderr}`);
+  return `${process.env.STARFISH_PG_BASE}/${name}`;
+}
+
 /** The HTTPS material of a --tls run, or null for plain HTTP. */
 export function tlsDir() {
   return process.env.STARFISH_TLS_DIR || null;
@@ -50,7 +69,9 @@ export async function startServer(opts = {}) {
   const bin = starfishBin();
   const args = ["serve", "--listen", "127.0.0.1:0", "--log-level", process.env.STARFISH_LOG_LEVEL ?? "info"];
   let dataDir = null;
-  if (opts.memory === false) {
+  if (process.env.STARFISH_PG_BASE) {
+    args.push("--store", freshDatabase());
+  } else if (opts.memory === false) {
     dataDir = mkdtempSync(path.join(tmpdir(), "starfish-interop-"));
     args.push("--data-dir", dataDir);
   } else {
