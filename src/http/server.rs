@@ -35,7 +35,9 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::admission::{Admission, Limits, Slot};
+#[cfg(feature = "tls")]
+use super::admission::Slot;
+use super::admission::{Admission, Limits};
 use super::conn::{self, ActiveGuard, Shared};
 use super::signal::Signal;
 use super::{Handler, ServerConfig};

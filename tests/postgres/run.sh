@@ -60,4 +60,8 @@ if [ $# -eq 0 ]; then
   cargo build --features postgres --bin starfish
   STARFISH_BIN="$PWD/target/debug/starfish" STARFISH_PG_BASE="postgres://starfish@127.0.0.1:$PORT" \
     STARFISH_PG_CREATEDB="$BIN/createdb" bash tests/interop/run.sh
+  echo "== tests/interop/python/run.sh on the postgres store"
+  "${RUNAS[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U starfish python_sdk
+  STARFISH_BIN="$PWD/target/debug/starfish" \
+    STARFISH_STORE_URL="postgres://starfish@127.0.0.1:$PORT/python_sdk" bash tests/interop/python/run.sh
 fi

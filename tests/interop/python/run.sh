@@ -31,7 +31,11 @@ if [ "$tls" = 1 ]; then
   ca_arg=("$work/tls/ca.pem")
   scheme=https
 fi
-"$bin" serve --memory --listen 127.0.0.1:0 --log-level info "${tls_args[@]}" 2>"$log" &
+# $STARFISH_STORE_URL (tests/postgres/run.sh): serve from that PostgreSQL
+# database instead of memory.
+store_args=(--memory)
+[ -z "${STARFISH_STORE_URL:-}" ] || store_args=(--store "$STARFISH_STORE_URL")
+"$bin" serve "${store_args[@]}" --listen 127.0.0.1:0 --log-level info "${tls_args[@]}" 2>"$log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do
