@@ -316,17 +316,14 @@ fn append_once(
     now_ms: i64,
 ) -> Result<Written, SyncError> {
     let stored = store.get(key)?;
-    let raw = stored.clone().filter(|r| !r.is_empty());
+    let raw = stored.as_deref().filter(|r| !r.is_empty());
     let field = settings.field.as_str();
     if settings.chunk_size.is_none() {
-        if let Some(doc) = raw
-            .as_deref()
-            .and_then(|r| append_splice::locate_single(r, field))
-        {
+        if let Some(doc) = raw.and_then(|r| append_splice::locate_single(r, field)) {
             return append_single(store, key, stored.as_deref(), &doc, push, settings, now_ms);
         }
     }
-    let head = raw.as_deref().and_then(|r| decode_object(key, r));
+    let head = raw.and_then(|r| decode_object(key, r));
     let is_seg = head
         .as_ref()
         .is_some_and(|h| matches!(h.get("seg"), Some(Value::Bool(true))));
