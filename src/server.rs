@@ -216,6 +216,13 @@ pub struct Server {
     metrics: Option<Arc<Metrics>>,
     metrics_listener: Option<async_net::TcpListener>,
     sweeper: Option<Sweeper>,
+    /// The replay ledger shared with other nodes, swept on a timer.
+    shared_nonces: Option<Arc<dyn crate::auth::nonce::NonceLedger>>,
+    /// Revocation lists shared with other nodes, and this node's store.
+    shared_revocations: Option<(
+        Arc<dyn crate::auth::revocation_shared::RevocationLedger>,
+        Arc<crate::auth::revocation::RevocationStore>,
+    )>,
 }
 
 impl Server {
@@ -235,6 +242,10 @@ impl Server {
         // The replay ledger shared with other nodes (PostgreSQL store only).
         #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
         let mut shared_nonces: Option<Arc<dyn crate::auth::nonce::NonceLedger>> = None;
+        #[cfg_attr(not(feature = "postgres"), allow(unused_mut))]
+        let mut shared_revocations: Option<
+            Arc<dyn crate::auth::revocation_shared::RevocationLedger>,
+        > = None;
         let (store, blocking, store_desc): (Arc<dyn Store>, bool, String) = match &opts.store {
             StoreChoice::Memory => (Arc::new(MemoryStore::new()), false, "memory".into()),
             StoreChoice::Dir(d) => (
@@ -248,6 +259,7 @@ impl Server {
                     crate::store::postgres::PgStore::connect(url, 16).map_err(ServeError::Store)?;
                 let desc = format!("postgres {}", pg.shown());
                 shared_nonces = Some(Arc::new(pg.clone()));
+                shared_revocations = Some(Arc::new(pg.clone()));
                 // Every call is a database round trip: off the reactor.
                 (Arc::new(pg), true, desc)
             }
@@ -278,12 +290,20 @@ impl Server {
             )),
         };
         let mut resolver = CapResolver::new(opts.auth.clone());
-        if let Some(ledger) = shared_nonces {
-            resolver = resolver.with_shared_nonces(ledger);
+        if let Some(ledger) = &shared_nonces {
+            resolver = resolver.with_shared_nonces(ledger.clone());
         }
-        if let Some(file) = &revocations {
-            resolver = resolver.with_revocations(file.store());
+        // With a shared store, the revocation lists of every node (and of
+        // this node's file, if any) are consulted, and published.
+        let revocation_store = match (&revocations, &shared_revocations) {
+            (Some(file), _) => Some(file.store()),
+            (None, Some(_)) => Some(Arc::new(crate::auth::revocation::RevocationStore::new())),
+            (None, None) => None,
+        };
+        if let Some(store) = &revocation_store {
+            resolver = resolver.with_revocations(store.clone());
         }
+        let shared_revocations = shared_revocations.zip(revocation_store);
         let resolver = Arc::new(resolver);
         if let Some(m) = &metrics {
             register_auth_gauges(m, &resolver);
@@ -380,6 +400,8 @@ impl Server {
             metrics,
             metrics_listener,
             sweeper,
+            shared_nonces,
+            shared_revocations,
         })
     }
 
@@ -466,6 +488,19 @@ impl Server {
             }
             // Cancelled when dropped, after the server has stopped.
             let sweeper_task = self.sweeper.map(|sweeper| ex.spawn(sweeper.run()));
+            let revocation_share_task = self.shared_revocations.map(|(ledger, store)| {
+                ex.spawn(crate::auth::revocation_shared::share(
+                    store,
+                    ledger,
+                    crate::auth::revocation_shared::SHARE_EVERY,
+                ))
+            });
+            let nonce_sweep_task = self.shared_nonces.map(|ledger| {
+                ex.spawn(crate::auth::nonce::sweep_shared(
+                    ledger,
+                    crate::auth::nonce::SHARED_SWEEP_EVERY,
+                ))
+            });
             let replica_task = self.replica.clone().map(|manager| {
                 let rx = stop_rx.clone();
                 ex.spawn(manager.run(SchedulerOptions::default(), async move {
@@ -549,6 +584,8 @@ impl Server {
                 log::warn!("metrics listener: {e}");
             }
             drop(sweeper_task);
+            drop(nonce_sweep_task);
+            drop(revocation_share_task);
             drop(revocation_task);
             // Let the replica finish the syncs in flight (bounded by its grace).
             if let Some(task) = replica_task {

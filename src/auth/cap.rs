@@ -17,9 +17,9 @@
 //!   signs only what follows its `baseUrl`), and `/<mount>/<ns>/batch/pull`
 //!   is recognised as a batch path (COMPATIBILITY.md).
 
-use super::nonce::{NonceCache, NonceCacheConfig, NonceLedger};
+use super::nonce::{NonceCache, NonceCacheConfig, NonceLedger, SharedNonceCheck};
 use super::revocation::RevocationStore;
-use super::{Auth, AuthError, AuthRequest, Resolver, ROLE_ROOT_DEVICE};
+use super::{Auth, AuthError, AuthRequest, Confirming, Resolver, ROLE_ROOT_DEVICE};
 use crate::proto::cap::{self as capcert, CapCert, CapHeaderError, CapKind};
 use crate::proto::hash::sha256;
 use crate::proto::request_sig::{self, RequestToSign};
@@ -99,14 +99,14 @@ impl CapResolver {
         }
     }
 
-    /// Consult this revocation store for every cap (step 14), cached or not.
     /// Also check every signed request's nonce against `ledger`, shared
-    /// with the other nodes on the same database.
+    /// with the other nodes on the same database (awaited in `confirm`).
     pub fn with_shared_nonces(mut self, ledger: Arc<dyn NonceLedger>) -> Self {
         self.shared_nonces = Some(ledger);
         self
     }
 
+    /// Consult this revocation store for every cap (step 14), cached or not.
     pub fn with_revocations(mut self, store: Arc<RevocationStore>) -> Self {
         self.revocations = Some(store);
         self
@@ -284,14 +284,6 @@ impl Resolver for CapResolver {
         if !self.nonces.check_and_remember(sub, nonce, req.now_ms) {
             return Err(unauthorized("nonce replay"));
         }
-        if let Some(ledger) = &self.shared_nonces {
-            let expires = req.now_ms + self.config.nonce.window_ms;
-            match ledger.check_and_remember(sub, nonce, req.now_ms, expires) {
-                Ok(true) => {}
-                Ok(false) => return Err(unauthorized("nonce replay (seen by another node)")),
-                Err(e) => return Err(unauthorized(e.to_string())),
-            }
-        }
         // 14: revocation, by issuer, subject and the cap's own nonce. After
         // the cache, so a cap verified before its revocation is refused too.
         if let Some(store) = &self.revocations {
@@ -326,6 +318,32 @@ impl Resolver for CapResolver {
             scope_paths: expanded,
             scope_ops: Some(cert.scope_ops()),
             presenter: Some(sub.to_owned()),
+            // 13, across nodes: awaited by `confirm`, off this thread.
+            shared_nonce: self.shared_nonces.as_ref().map(|_| SharedNonceCheck {
+                signer: sub.to_owned(),
+                nonce: nonce.to_owned(),
+                now_ms: req.now_ms,
+                expires_ms: req.now_ms + self.config.nonce.window_ms,
+            }),
+        })
+    }
+
+    /// Step 13 across nodes: the nonce must be new to the shared ledger
+    /// too (a database round trip, awaited).
+    fn confirm(&self, mut auth: Auth) -> Confirming<'_> {
+        let check = auth.shared_nonce.take();
+        Box::pin(async move {
+            let (Some(ledger), Some(c)) = (&self.shared_nonces, check) else {
+                return Ok(auth);
+            };
+            match ledger
+                .check_and_remember(&c.signer, &c.nonce, c.now_ms, c.expires_ms)
+                .await
+            {
+                Ok(true) => Ok(auth),
+                Ok(false) => Err(unauthorized("nonce replay (seen by another node)")),
+                Err(e) => Err(unauthorized(e.to_string())),
+            }
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod cap;
 pub mod nonce;
 pub mod restrictions;
 pub mod revocation;
+pub mod revocation_shared;
 pub mod roles;
 
 use std::fmt;
@@ -42,6 +43,9 @@ pub struct Auth {
     pub scope_ops: Option<Vec<String>>,
     /// The request signer's Ed25519 public key (hex), for author proofs.
     pub presenter: Option<String>,
+    /// A replay check left for [`Resolver::confirm`] (the ledger shared by
+    /// several nodes); `None` once confirmed, or when there is none.
+    pub shared_nonce: Option<nonce::SharedNonceCheck>,
 }
 
 impl Auth {
@@ -126,7 +130,20 @@ pub struct AuthRequest<'a> {
 /// Turns a request into a caller.
 pub trait Resolver: Send + Sync + 'static {
     fn resolve(&self, req: &AuthRequest<'_>) -> Result<Auth, AuthError>;
+
+    /// Finish what [`Resolver::resolve`] left to a round trip: an
+    /// [`Auth`] with a [`Auth::shared_nonce`] is only a caller once the
+    /// shared replay ledger accepts it. Callers await this whenever that
+    /// field is set; the default has nothing to check.
+    fn confirm(&self, mut auth: Auth) -> Confirming<'_> {
+        auth.shared_nonce = None;
+        Box::pin(std::future::ready(Ok(auth)))
+    }
 }
+
+/// What [`Resolver::confirm`] returns.
+pub type Confirming<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Auth, AuthError>> + Send + 'a>>;
 
 /// Every caller is anonymous and `public` (the resolver for servers without
 /// cap-cert auth).

@@ -10,25 +10,84 @@
 //! an entry costs a few dozen bytes whatever the header sizes.
 
 use crate::proto::hash::sha256;
+use crate::timer_wheel::TimerWheel;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A replay ledger shared by several nodes (the PostgreSQL store's
 /// `starfish_nonces` table): a request replayed to another node is refused
 /// as a replay to the same node is. Consulted after the node's own
 /// [`NonceCache`], whose bounds (per signer and in total) keep the shared
 /// ledger bounded too: each node admits at most `max_entries` live nonces.
+///
+/// Both calls are futures: a database round trip is awaited on the
+/// connection's task, never run on (and blocking) an executor thread.
 pub trait NonceLedger: Send + Sync {
     /// Remember `(signer, nonce)` until `expires_ms`; `Ok(false)` if it is
     /// already remembered and not yet expired (a replay).
-    fn check_and_remember(
-        &self,
-        signer: &str,
-        nonce: &str,
+    fn check_and_remember<'a>(
+        &'a self,
+        signer: &'a str,
+        nonce: &'a str,
         now_ms: i64,
         expires_ms: i64,
-    ) -> Result<bool, LedgerError>;
+    ) -> LedgerFuture<'a, bool>;
+
+    /// Forget every entry that expired before `now_ms`; how many were.
+    fn sweep(&self, now_ms: i64) -> LedgerFuture<'_, u64>;
+}
+
+/// What a [`NonceLedger`] call returns.
+pub type LedgerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, LedgerError>> + Send + 'a>>;
+
+/// A signed request's nonce still to be checked against the shared ledger:
+/// the resolver accepted everything else; [`crate::auth::Resolver::confirm`]
+/// awaits the ledger before the request is let in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedNonceCheck {
+    pub signer: String,
+    pub nonce: String,
+    pub now_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// How often expired rows of a shared ledger are swept ([`sweep_shared`]).
+pub const SHARED_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Sweep `ledger`'s expired entries every `every`, on a [`TimerWheel`]
+/// (the first sweep one interval after start). Runs until dropped; a
+/// failed sweep is logged and tried again at the next tick.
+pub async fn sweep_shared(ledger: Arc<dyn NonceLedger>, every: Duration) {
+    let origin = Instant::now();
+    let mono = move || origin.elapsed().as_millis() as u64;
+    let every_ms = (every.as_millis().min(u128::from(u64::MAX)) as u64).max(1);
+    let mut wheel: TimerWheel<()> = TimerWheel::new(mono());
+    wheel.insert(mono() + every_ms, ());
+    let mut due = Vec::new();
+    loop {
+        if let Some(at) = wheel.next_wake() {
+            let wait = at.saturating_sub(mono());
+            if wait > 0 {
+                async_io::Timer::after(Duration::from_millis(wait)).await;
+            }
+        }
+        wheel.advance(mono(), &mut due);
+        if due.drain(..).count() > 0 {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            match ledger.sweep(now_ms).await {
+                Ok(n) if n > 0 => log::debug!("swept {n} expired shared nonce(s)"),
+                Ok(_) => {}
+                Err(e) => log::warn!("sweeping expired shared nonces: {e}"),
+            }
+            wheel.insert(mono() + every_ms, ());
+        }
+    }
 }
 
 /// The shared ledger could not be consulted (the request is refused: fail
@@ -222,5 +281,39 @@ mod tests {
         let c = cache(10, 10);
         assert!(c.check_and_remember("a|b", "c", 0));
         assert!(c.check_and_remember("a", "b|c", 0));
+    }
+
+    /// Counts sweeps.
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl NonceLedger for Counting {
+        fn check_and_remember<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: i64,
+            _: i64,
+        ) -> LedgerFuture<'a, bool> {
+            Box::pin(std::future::ready(Ok(true)))
+        }
+        fn sweep(&self, now_ms: i64) -> LedgerFuture<'_, u64> {
+            assert!(now_ms > 1_600_000_000_000, "wall-clock milliseconds");
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(std::future::ready(Ok(0)))
+        }
+    }
+
+    #[test]
+    fn the_shared_ledger_is_swept_on_the_timer_wheel() {
+        let ledger = Arc::new(Counting(Default::default()));
+        let run = sweep_shared(ledger.clone(), Duration::from_millis(40));
+        futures_lite::future::block_on(futures_lite::future::or(run, async {
+            async_io::Timer::after(Duration::from_millis(230)).await;
+        }));
+        let n = ledger.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (2..=6).contains(&n),
+            "{n} sweeps in 230 ms at one per 40 ms"
+        );
     }
 }

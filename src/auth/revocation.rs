@@ -120,6 +120,15 @@ impl RevocationStore {
         Ok(Accepted::Stored)
     }
 
+    /// Every held list: `(issuer, generation, canonical JSON text)`.
+    pub fn held(&self) -> Vec<(String, f64, String)> {
+        let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
+        issuers
+            .iter()
+            .map(|(iss, i)| (iss.clone(), i.generation, i.canonical.clone()))
+            .collect()
+    }
+
     /// The number of issuers with a list.
     pub fn issuer_count(&self) -> usize {
         self.issuers.read().map(|m| m.len()).unwrap_or(0)

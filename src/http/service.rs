@@ -10,7 +10,7 @@ use super::router::{query_param, Action, Router, Target};
 use super::{take_body_bytes, BoxFuture, Handler, PeerAddr, Request, Response};
 use crate::auth::restrictions::{Action as Op, Restrictions};
 use crate::auth::roles::{effective_roles, Access};
-use crate::auth::{normalize_host, Auth, AuthRequest, HeaderLookup, Resolver};
+use crate::auth::{normalize_host, Auth, AuthError, AuthRequest, HeaderLookup, Resolver};
 use crate::config::{CollectionConfig, PerCollection, SyncConfig};
 use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
@@ -260,7 +260,7 @@ impl Service {
                 o.insert("ts", Value::Number(ctx.now as f64));
                 Ok(json_ok(&Value::Object(o)))
             }
-            Action::Config => Ok(self.config_endpoint(&ctx)),
+            Action::Config => Ok(self.config_endpoint(&ctx).await),
             Action::List(t) => self.list(&ctx, &t).await,
             Action::Pull(t) => self.pull(&ctx, &t).await,
             Action::Push(t) => self.push(&ctx, &t, None).await,
@@ -304,10 +304,33 @@ impl Service {
         }
     }
 
+    /// The resolver's answer for this request, with what it left to a
+    /// round trip (the replay ledger shared by several nodes) awaited.
+    async fn authenticate(
+        &self,
+        ctx: &Ctx<'_>,
+        identity_param: Option<&str>,
+    ) -> Result<Auth, AuthError> {
+        let auth = {
+            let headers = Headers(ctx.req);
+            self.resolver
+                .resolve(&self.auth_request(ctx, &headers, identity_param))?
+        };
+        match auth.shared_nonce {
+            None => Ok(auth),
+            Some(_) => self.resolver.confirm(auth).await,
+        }
+    }
+
     /// `checkAuth` for one collection: the public fast path (skipped when
     /// restrictions exist, as with the official restrictions plugin), else
     /// the resolver, the role decision and the restrictions.
-    fn check_auth(&self, ctx: &Ctx<'_>, t: &Target<'_>, op: Op) -> Result<Authorized, Failure> {
+    async fn check_auth(
+        &self,
+        ctx: &Ctx<'_>,
+        t: &Target<'_>,
+        op: Op,
+    ) -> Result<Authorized, Failure> {
         let write = op == Op::Push;
         let col = t.collection;
         let access = Access {
@@ -324,10 +347,9 @@ impl Service {
                 roles: Vec::new(),
             });
         }
-        let headers = Headers(ctx.req);
         let auth = self
-            .resolver
-            .resolve(&self.auth_request(ctx, &headers, t.identity_param()))
+            .authenticate(ctx, t.identity_param())
+            .await
             .map_err(Failure::Auth)?;
         let roles = effective_roles(&auth, col.has_identity_param(), t.identity_param());
         if !access.allows(&roles) {
@@ -390,27 +412,21 @@ impl Service {
     }
 
     /// `GET /config`.
-    fn config_endpoint(&self, ctx: &Ctx<'_>) -> Response {
+    async fn config_endpoint(&self, ctx: &Ctx<'_>) -> Response {
         let Some(mode) = self.options.config_endpoint else {
             return not_found();
         };
         let roles = match mode {
             ConfigEndpoint::Public => Vec::new(),
-            ConfigEndpoint::RoleFiltered => {
-                let headers = Headers(ctx.req);
-                match self
-                    .resolver
-                    .resolve(&self.auth_request(ctx, &headers, None))
-                {
-                    Ok(a) => a.roles,
-                    Err(e) => {
-                        log::info!(
-                            "/config: the resolver refused the caller ({e}); no collections shown"
-                        );
-                        Vec::new()
-                    }
+            ConfigEndpoint::RoleFiltered => match self.authenticate(ctx, None).await {
+                Ok(a) => a.roles,
+                Err(e) => {
+                    log::info!(
+                        "/config: the resolver refused the caller ({e}); no collections shown"
+                    );
+                    Vec::new()
                 }
-            }
+            },
         };
         json_ok(&config_endpoint::answer(self.router.config(), mode, &roles))
     }
@@ -418,7 +434,7 @@ impl Service {
     /// `GET /list/...` of a `listable` collection.
     async fn list(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
         check_params(t)?;
-        let caller = self.check_auth(ctx, t, Op::List)?;
+        let caller = self.check_auth(ctx, t, Op::List).await?;
         self.rate_check(ctx, t, RateAction::List, caller.auth.as_ref())?;
         let limit = list::parse_limit(ctx.query("limit").as_deref())?;
         let prefix = list::list_prefix(t.collection, &t.params);
@@ -435,7 +451,7 @@ impl Service {
 
     async fn pull(&self, ctx: &Ctx<'_>, t: &Target<'_>) -> Result<Response, Failure> {
         check_params(t)?;
-        let caller = self.check_auth(ctx, t, Op::Pull)?;
+        let caller = self.check_auth(ctx, t, Op::Pull).await?;
         let auth = caller.auth.as_ref();
         self.rate_check(ctx, t, RateAction::Pull, auth)?;
         let col = t.collection;
@@ -574,7 +590,7 @@ impl Service {
         member: Option<String>,
     ) -> Result<Response, Failure> {
         check_params(t)?;
-        let caller = self.check_auth(ctx, t, Op::Push)?;
+        let caller = self.check_auth(ctx, t, Op::Push).await?;
         let col = t.collection;
         if member.is_none() {
             for p in &self.plugins {
@@ -698,10 +714,9 @@ impl Service {
             .iter()
             .any(|m| m.root_only || !m.read_roles.iter().any(|r| r == "public"));
         let (identity, roles) = if needs_auth || self.restrictions.is_active() {
-            let headers = Headers(ctx.req);
             let auth = self
-                .resolver
-                .resolve(&self.auth_request(ctx, &headers, t.identity_param()))
+                .authenticate(ctx, t.identity_param())
+                .await
                 .map_err(Failure::Auth)?;
             let roles =
                 effective_roles(&auth, t.collection.has_identity_param(), t.identity_param());
@@ -780,11 +795,7 @@ impl Service {
             Ok(q) => q,
             Err(e) => return json_status(400, &response::error_body(&e.message())),
         };
-        let headers = Headers(ctx.req);
-        let auth = match self
-            .resolver
-            .resolve(&self.auth_request(ctx, &headers, None))
-        {
+        let auth = match self.authenticate(ctx, None).await {
             Ok(a) => Some(a),
             Err(e) => {
                 log::info!("batch pull continues anonymously after an auth failure: {e}");

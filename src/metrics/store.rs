@@ -43,6 +43,10 @@ impl Store for MeteredStore {
         self.inner.schedule_lease()
     }
 
+    fn exclusive(&self, key: &str, work: &mut dyn FnMut()) -> Result<(), StoreError> {
+        self.inner.exclusive(key, work)
+    }
+
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
         self.timed(StoreOp::Put, |s| s.swap(key, expected, value))
     }

@@ -157,6 +157,20 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Run `work` while holding `key`'s write lock across every process
+    /// sharing this store, for a write of several values that one
+    /// [`Store::swap`] cannot make atomic (an append to a chunked log
+    /// writes a chunk, then the head). A store one process owns has no
+    /// other writer: the sync layer's per-key lock (held by the caller) is
+    /// enough, so the default just runs `work`. Errors are the lock's own
+    /// (`work` reports through what it captures); when the lock cannot be
+    /// taken, `work` does not run.
+    fn exclusive(&self, key: &str, work: &mut dyn FnMut()) -> Result<(), StoreError> {
+        let _ = key;
+        work();
+        Ok(())
+    }
+
     /// Whether this process should run the replica's scheduled syncs now.
     /// A store shared by several processes (PostgreSQL) elects one of them
     /// (taking over when it dies); a store owned by one process answers

@@ -1,13 +1,14 @@
 //! [`PgStore`]: documents and binary values in one PostgreSQL database,
 //! shared by several `starfish serve` nodes (feature `postgres`, issue 14).
 //!
-//! ## Schema (version 1)
+//! ## Schema (version 2)
 //!
 //! | table | columns |
 //! |---|---|
 //! | `starfish_schema` | `version` (one row: the schema version written) |
 //! | `starfish_values` | `key TEXT COLLATE "C" PRIMARY KEY`, `media TEXT` (`NULL` for a document, else a binary value's media type), `body BYTEA`, `digest BYTEA` (SHA-256 of `body`) |
 //! | `starfish_nonces` | `signer`, `nonce`, `expires_ms`: the replay ledger shared by the nodes ([`NonceLedger`]) |
+//! | `starfish_revocations` | `iss` (primary key), `generation`, `list` (canonical JSON): the newest revocation list of each issuer any node holds ([`RevocationLedger`], version 2) |
 //!
 //! [`PgStore::connect`] creates or migrates the schema under a transaction
 //! advisory lock, so nodes starting together do not race; a database with
@@ -21,17 +22,25 @@
 //! never both accept a push from the same `baseHash`: the database decides,
 //! not an in-process lock.
 //!
+//! ## Writes of several values
+//!
+//! An append to a chunked log writes a chunk, then the head: one swap
+//! cannot guard both. [`Store::exclusive`] runs such a write under a
+//! session advisory lock for the key (two-key form, class
+//! `KEY_LOCK_CLASS`), taken on a connection of a small pool of its own.
+//!
 //! ## Shared replay protection
 //!
 //! As a [`NonceLedger`], a signed request's `(signer, nonce)` is inserted
 //! if absent (or expired) in one statement; a request replayed to another
 //! node finds it and is refused. Each node's own nonce cache bounds what it
 //! admits (per signer and in total), so the table holds at most that many
-//! live rows per node; expired rows are deleted every
-//! [`NONCE_SWEEP_EVERY`] insertions.
+//! live rows per node; expired rows are deleted on the server's timer
+//! wheel ([`crate::auth::nonce::sweep_shared`]). The ledger's calls are
+//! futures, awaited on the request's own task.
 //!
-//! Every method blocks on the database round trip (sqlx on its smol
-//! runtime); the server calls the store from its blocking pool. Writes are
+//! Every [`Store`] method blocks on the database round trip (sqlx on its
+//! smol runtime); the server calls the store from its blocking pool. Writes are
 //! durable when PostgreSQL commits them (`synchronous_commit` as set on the
 //! server).
 
@@ -42,14 +51,15 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Row;
 
-use crate::auth::nonce::{LedgerError, NonceLedger};
+use crate::auth::nonce::{LedgerError, LedgerFuture, NonceLedger};
+use crate::auth::revocation_shared::RevocationLedger;
 
 use super::{
     binary_size, split_prefix, validate_key, validate_media_type, Store, StoreError, StoreUsage,
 };
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Advisory lock key taken (per transaction) while creating or migrating
 /// the schema.
@@ -61,20 +71,32 @@ pub struct PgStore {
     pool: PgPool,
     /// What `--store` said, with any password removed (for logs).
     shown: String,
-    /// Nonces recorded since start (for the expired-row sweep).
-    nonce_inserts: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The connection holding the replica scheduling lock, while we hold it.
     lease: std::sync::Arc<std::sync::Mutex<Option<sqlx::PgConnection>>>,
     /// Where to open that connection.
     options: PgConnectOptions,
+    /// Connections that hold per-key write locks ([`Store::exclusive`]),
+    /// apart from `pool` so a lock holder can always get a connection for
+    /// its reads and writes.
+    locks: PgPool,
+}
+
+/// First half of the two-key advisory locks taken per storage key by
+/// [`Store::exclusive`] (the two-key space is apart from the one-key
+/// locks above); the second half is 32 bits of the key's SHA-256.
+const KEY_LOCK_CLASS: i32 = 0x5346_4b01; // "SFK" 1
+
+/// Connections holding per-key locks at once (more writers wait).
+const KEY_LOCK_CONNECTIONS: u32 = 4;
+
+fn key_lock_id(key: &str) -> i32 {
+    let d = Sha256::digest(key.as_bytes());
+    i32::from_be_bytes([d[0], d[1], d[2], d[3]])
 }
 
 /// Session advisory lock held by the node that runs the replica's
 /// scheduled syncs.
 const SCHEDULE_LOCK: i64 = 0x5354_4152_4649_5302; // "STARFIS" 2
-
-/// Every this many recorded nonces, expired ones are deleted.
-pub const NONCE_SWEEP_EVERY: u64 = 1024;
 
 /// Whether `--store` names a PostgreSQL database.
 pub fn is_url(s: &str) -> bool {
@@ -127,12 +149,17 @@ impl PgStore {
                 .connect_with(opts.clone()),
         )
         .map_err(|e| db_err(&shown, "connect", e))?;
+        let locks = PgPoolOptions::new()
+            .max_connections(KEY_LOCK_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(opts.clone());
         let store = PgStore {
             pool,
             shown,
-            nonce_inserts: Default::default(),
             lease: Default::default(),
             options: opts_for_lease,
+            locks,
         };
         wait(store.migrate())?;
         Ok(store)
@@ -178,28 +205,45 @@ impl PgStore {
                 ));
             }
             Some(v) if v == SCHEMA_VERSION => {}
-            _ => {
-                // Version 1 (from nothing).
-                for stmt in [
-                    r#"CREATE TABLE IF NOT EXISTS starfish_values (
-                        key TEXT COLLATE "C" PRIMARY KEY,
-                        media TEXT,
-                        body BYTEA NOT NULL,
-                        digest BYTEA NOT NULL)"#,
-                    r#"CREATE TABLE IF NOT EXISTS starfish_nonces (
-                        signer TEXT NOT NULL,
-                        nonce TEXT NOT NULL,
-                        expires_ms BIGINT NOT NULL,
-                        PRIMARY KEY (signer, nonce))"#,
-                    "CREATE INDEX IF NOT EXISTS starfish_nonces_expiry ON starfish_nonces (expires_ms)",
-                    "DELETE FROM starfish_schema",
-                    "INSERT INTO starfish_schema (version) VALUES (1)",
-                ] {
+            found => {
+                let from = found.unwrap_or(0);
+                let mut steps: Vec<&str> = Vec::new();
+                if from < 1 {
+                    steps.extend([
+                        r#"CREATE TABLE IF NOT EXISTS starfish_values (
+                            key TEXT COLLATE "C" PRIMARY KEY,
+                            media TEXT,
+                            body BYTEA NOT NULL,
+                            digest BYTEA NOT NULL)"#,
+                        r#"CREATE TABLE IF NOT EXISTS starfish_nonces (
+                            signer TEXT NOT NULL,
+                            nonce TEXT NOT NULL,
+                            expires_ms BIGINT NOT NULL,
+                            PRIMARY KEY (signer, nonce))"#,
+                        "CREATE INDEX IF NOT EXISTS starfish_nonces_expiry ON starfish_nonces (expires_ms)",
+                    ]);
+                }
+                if from < 2 {
+                    steps.push(
+                        r#"CREATE TABLE IF NOT EXISTS starfish_revocations (
+                            iss TEXT COLLATE "C" PRIMARY KEY,
+                            generation DOUBLE PRECISION NOT NULL,
+                            list TEXT NOT NULL)"#,
+                    );
+                }
+                steps.push("DELETE FROM starfish_schema");
+                for stmt in steps {
                     sqlx::query(stmt)
                         .execute(&mut *tx)
                         .await
                         .map_err(e("migrate"))?;
                 }
+                sqlx::query("INSERT INTO starfish_schema (version) VALUES ($1)")
+                    .bind(SCHEMA_VERSION)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(e("migrate"))?;
+                log::info!("database schema migrated from version {from} to {SCHEMA_VERSION}");
             }
         }
         tx.commit().await.map_err(e("commit"))?;
@@ -225,15 +269,15 @@ impl PgStore {
 }
 
 impl NonceLedger for PgStore {
-    fn check_and_remember(
-        &self,
-        signer: &str,
-        nonce: &str,
+    fn check_and_remember<'a>(
+        &'a self,
+        signer: &'a str,
+        nonce: &'a str,
         now_ms: i64,
         expires_ms: i64,
-    ) -> Result<bool, LedgerError> {
-        let fresh = wait(
-            sqlx::query_scalar::<_, i32>(
+    ) -> LedgerFuture<'a, bool> {
+        Box::pin(async move {
+            let fresh = sqlx::query_scalar::<_, i32>(
                 "INSERT INTO starfish_nonces (signer, nonce, expires_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (signer, nonce) DO UPDATE SET expires_ms = EXCLUDED.expires_ms
                  WHERE starfish_nonces.expires_ms < $4
@@ -243,24 +287,60 @@ impl NonceLedger for PgStore {
             .bind(nonce)
             .bind(expires_ms)
             .bind(now_ms)
-            .fetch_optional(&self.pool),
-        )
-        .map_err(|e| LedgerError(e.to_string()))?
-        .is_some();
-        let n = self
-            .nonce_inserts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % NONCE_SWEEP_EVERY == NONCE_SWEEP_EVERY - 1 {
-            let swept = wait(
-                sqlx::query("DELETE FROM starfish_nonces WHERE expires_ms < $1")
-                    .bind(now_ms)
-                    .execute(&self.pool),
-            );
-            if let Err(e) = swept {
-                log::warn!("sweeping expired nonces: {e}");
-            }
-        }
-        Ok(fresh)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| LedgerError(e.to_string()))?;
+            Ok(fresh.is_some())
+        })
+    }
+
+    fn sweep(&self, now_ms: i64) -> LedgerFuture<'_, u64> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM starfish_nonces WHERE expires_ms < $1")
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| LedgerError(e.to_string()))?;
+            Ok(done.rows_affected())
+        })
+    }
+}
+
+impl RevocationLedger for PgStore {
+    fn publish<'a>(&'a self, iss: &'a str, generation: f64, list: &'a str) -> LedgerFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO starfish_revocations (iss, generation, list) VALUES ($1, $2, $3)
+                 ON CONFLICT (iss) DO UPDATE
+                 SET generation = EXCLUDED.generation, list = EXCLUDED.list
+                 WHERE starfish_revocations.generation < EXCLUDED.generation",
+            )
+            .bind(iss)
+            .bind(generation)
+            .bind(list)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| LedgerError(e.to_string()))?;
+            Ok(())
+        })
+    }
+
+    fn newer_than<'a>(&'a self, known: &'a [(String, f64)]) -> LedgerFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let (issuers, generations): (Vec<&str>, Vec<f64>) =
+                known.iter().map(|(i, g)| (i.as_str(), *g)).unzip();
+            sqlx::query_scalar::<_, String>(
+                "SELECT r.list FROM starfish_revocations r
+                 LEFT JOIN unnest($1::text[], $2::float8[]) AS k(iss, generation)
+                   ON k.iss = r.iss
+                 WHERE k.generation IS NULL OR r.generation > k.generation",
+            )
+            .bind(issuers)
+            .bind(generations)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| LedgerError(e.to_string()))
+        })
     }
 }
 
@@ -297,6 +377,39 @@ impl Store for PgStore {
             *lease = Some(conn);
         }
         got
+    }
+
+    /// A session advisory lock on a connection of the lock pool, held
+    /// while `work` runs (its own reads and writes use the main pool) and
+    /// released after, even when `work` panics. A node that dies holding
+    /// it loses its connection, and with it the lock.
+    fn exclusive(&self, key: &str, work: &mut dyn FnMut()) -> Result<(), StoreError> {
+        let id = key_lock_id(key);
+        let mut conn = wait(self.locks.acquire()).map_err(|e| db_err(key, "lock", e))?;
+        wait(
+            sqlx::query("SELECT pg_advisory_lock($1, $2)")
+                .bind(KEY_LOCK_CLASS)
+                .bind(id)
+                .execute(&mut *conn),
+        )
+        .map_err(|e| db_err(key, "lock", e))?;
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let unlocked = wait(
+            sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1, $2)")
+                .bind(KEY_LOCK_CLASS)
+                .bind(id)
+                .fetch_one(&mut *conn),
+        );
+        if !matches!(unlocked, Ok(true)) {
+            // Never hand a connection that may still hold the lock back to
+            // the pool: closing it releases the lock.
+            log::warn!("releasing the write lock of {key:?} failed; closing its connection");
+            drop(conn.detach());
+        }
+        if let Err(p) = ran {
+            std::panic::resume_unwind(p);
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -282,6 +282,10 @@ impl Store for QuotaStore {
         self.inner.schedule_lease()
     }
 
+    fn exclusive(&self, key: &str, work: &mut dyn FnMut()) -> Result<(), StoreError> {
+        self.inner.exclusive(key, work)
+    }
+
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
         let mut swapped = false;
         self.write(key, value.len() as u64, |s| {

@@ -295,14 +295,41 @@ pub fn append(
     // A single-document log is written with a compare-and-swap from the
     // bytes read; losing the race to a writer on another node (a shared
     // database) means reading again. Within one node the key lock makes
-    // the first try succeed.
+    // the first try succeed. A chunked log is written in two steps (chunk,
+    // then head), which one swap cannot guard: that runs under the store's
+    // cross-process lock for the key instead.
     for _ in 0..APPEND_TRIES {
-        match append_once(store, key, push, settings, now_ms) {
-            Err(SyncError::HashMismatch) => continue,
-            other => return other,
+        match append_once(store, key, push, settings, now_ms, false) {
+            Err(Step::Sync(SyncError::HashMismatch)) => continue,
+            Err(Step::Sync(e)) => return Err(e),
+            Err(Step::NeedsLock) => {
+                let mut out = None;
+                store.exclusive(key, &mut || {
+                    out = Some(append_once(store, key, push, settings, now_ms, true));
+                })?;
+                return match out {
+                    Some(Ok(w)) => Ok(w),
+                    Some(Err(Step::Sync(e))) => Err(e),
+                    Some(Err(Step::NeedsLock)) | None => Err(AppendError::Internal.into()),
+                };
+            }
+            Ok(w) => return Ok(w),
         }
     }
     Err(SyncError::HashMismatch)
+}
+
+/// Why one attempt of [`append`] did not write.
+enum Step {
+    Sync(SyncError),
+    /// The log is chunked: run again under [`Store::exclusive`].
+    NeedsLock,
+}
+
+impl<E: Into<SyncError>> From<E> for Step {
+    fn from(e: E) -> Self {
+        Step::Sync(e.into())
+    }
 }
 
 /// Attempts of [`append`] against concurrent writers on other nodes.
@@ -314,13 +341,25 @@ fn append_once(
     push: &AppendPush,
     settings: &AppendSettings,
     now_ms: i64,
-) -> Result<Written, SyncError> {
+    locked: bool,
+) -> Result<Written, Step> {
+    if settings.chunk_size.is_some() && !locked {
+        return Err(Step::NeedsLock);
+    }
     let stored = store.get(key)?;
     let raw = stored.as_deref().filter(|r| !r.is_empty());
     let field = settings.field.as_str();
     if settings.chunk_size.is_none() {
         if let Some(doc) = raw.and_then(|r| append_splice::locate_single(r, field)) {
-            return append_single(store, key, stored.as_deref(), &doc, push, settings, now_ms);
+            return Ok(append_single(
+                store,
+                key,
+                stored.as_deref(),
+                &doc,
+                push,
+                settings,
+                now_ms,
+            )?);
         }
     }
     let head = raw.and_then(|r| decode_object(key, r));
@@ -345,7 +384,12 @@ fn append_once(
     });
     check_max_items(count, settings)?;
     if let Some(chunk_size) = chunk_size {
-        return append_seg::append(store, key, head, is_seg, push, field, chunk_size, now_ms);
+        if !locked {
+            return Err(Step::NeedsLock);
+        }
+        return Ok(append_seg::append(
+            store, key, head, is_seg, push, field, chunk_size, now_ms,
+        )?);
     }
     // A single document in another layout (none yet, foreign formatting,
     // duplicate keys, ...): print its `data` plainly, with `data[field]` an
@@ -361,7 +405,15 @@ fn append_once(
     plain.insert("data", Value::Object(data));
     let plain = json::to_js_json(&Value::Object(plain));
     let doc = append_splice::locate_single(&plain, field).ok_or(AppendError::Internal)?;
-    append_single(store, key, stored.as_deref(), &doc, push, settings, now_ms)
+    Ok(append_single(
+        store,
+        key,
+        stored.as_deref(),
+        &doc,
+        push,
+        settings,
+        now_ms,
+    )?)
 }
 
 fn check_max_items(count: f64, settings: &AppendSettings) -> Result<(), AppendError> {

@@ -46,12 +46,20 @@ stop() {
 trap stop EXIT
 
 "${RUNAS[@]}" "$BIN/initdb" -D "$DIR/data" -U starfish --auth=trust -E UTF8 --no-sync >/dev/null
+# TLS to the database: a throw-away CA and a certificate for 127.0.0.1
+# (tests/postgres.rs connects with sslmode=verify-full), and a second CA
+# the server's certificate does not chain to.
+scripts/tls-certs "$DIR/tls" >/dev/null
+scripts/tls-certs "$DIR/other-ca" >/dev/null
+if [ ${#RUNAS[@]} -gt 0 ]; then chown -R "$U" "$DIR/tls"; fi
+chmod 600 "$DIR/tls/key.pem"
 "${RUNAS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=300" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=300 -c ssl=on -c ssl_cert_file=$DIR/tls/cert.pem -c ssl_key_file=$DIR/tls/key.pem" start >/dev/null
 "${RUNAS[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U starfish starfish
 echo "== PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT ($DIR)"
 
 export STARFISH_PG_URL="postgres://starfish@127.0.0.1:$PORT/starfish"
+export STARFISH_PG_TLS_CA="$DIR/tls/ca.pem" STARFISH_PG_OTHER_CA="$DIR/other-ca/ca.pem"
 cargo test --features postgres --test store --test postgres "$@"
 if [ $# -eq 0 ]; then
   # The official TypeScript client's suite against nodes on the postgres
