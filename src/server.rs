@@ -484,7 +484,7 @@ impl Server {
             for _ in 1..self.threads {
                 let rx = stop_rx.clone();
                 let ex = &ex;
-                scope.spawn(move || async_io::block_on(ex.run(rx.recv())));
+                scope.spawn(move || async_io::block_on(crate::http::run_polling(ex, rx.recv())));
             }
             // Cancelled when dropped, after the server has stopped.
             let sweeper_task = self.sweeper.map(|sweeper| ex.spawn(sweeper.run()));
@@ -578,8 +578,10 @@ impl Server {
                 });
                 serve_on(&ex, listener, endpoint, config, stop).await
             };
-            let (result, metrics) =
-                async_io::block_on(ex.run(futures_lite::future::zip(main, metrics)));
+            let (result, metrics) = async_io::block_on(crate::http::run_polling(
+                &ex,
+                futures_lite::future::zip(main, metrics),
+            ));
             if let Err(e) = metrics {
                 log::warn!("metrics listener: {e}");
             }

@@ -23,7 +23,11 @@
 //! spawning the future on any runtime) is all an embedder needs; timers and
 //! sockets are `async-io`'s, whose reactor thread is started lazily by
 //! `async-io` itself. [`serve_on`] spawns the connection tasks on an executor
-//! you own instead, so you can run it from several threads.
+//! you own instead, so you can run it from several threads, each with
+//! `async_io::block_on(run_polling(&ex, ..))`: [`run_polling`] is
+//! `Executor::run` that lets the thread poll I/O every few tasks, which
+//! keeps async-io's helper thread from taking the reactor over under load
+//! (see its docs; it is what the `starfish` binary runs).
 //!
 //! ## What a [`Handler`] sees
 //!
@@ -75,7 +79,7 @@ pub use conn::reason_phrase;
 pub use framing::{parse_head, FramingError, ParsedHead};
 pub use http_types::{Request, Response, StatusCode};
 pub use layers::Middleware;
-pub use server::{serve, serve_on};
+pub use server::{run_polling, serve, serve_on};
 #[cfg(feature = "tls")]
 pub use server::{serve_tls, serve_tls_on};
 
