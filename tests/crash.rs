@@ -660,10 +660,23 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The store's write-ahead log files (`<data>/.~wal.<generation>`).
+fn is_log_file(rel: &Path) -> bool {
+    rel.parent() == Some(Path::new(""))
+        && rel
+            .to_string_lossy()
+            .strip_prefix(".~wal.")
+            .is_some_and(|g| g.parse::<u64>().is_ok())
+}
+
 /// The data directory itself: only `.~doc` files of modelled keys, each an
-/// intact envelope whose hash matches its data; no temp files.
+/// intact envelope whose hash matches its data, and the write-ahead log;
+/// no temp files.
 fn verify_disk(dir: &Path, model: &HashMap<String, KeyModel>, problems: &mut Vec<String>) {
     for rel in walk(dir) {
+        if is_log_file(&rel) {
+            continue;
+        }
         let name = rel.to_string_lossy().into_owned();
         let Some(key) = name
             .strip_prefix("public/notes/")

@@ -53,7 +53,8 @@ fn push_binary(s: &TestServer, path: &str, bytes: &[u8]) -> Resp {
         .send(s)
 }
 
-/// Every file under `dir`: (relative path, size).
+/// Every file under `dir` but the store's write-ahead log (`.~wal.<n>` in
+/// `dir`): (relative path, size).
 fn files(dir: &Path) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -64,6 +65,9 @@ fn files(dir: &Path) -> Vec<(String, u64)> {
                 stack.push(e.path());
             } else {
                 let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+                if d == dir && rel.starts_with(".~wal.") {
+                    continue;
+                }
                 out.push((rel, e.metadata().unwrap().len()));
             }
         }

@@ -1,5 +1,5 @@
 //! [`FsStore`]: documents and binary values as files under a base
-//! directory, written crash-safely (write temp, fsync, rename, fsync dir).
+//! directory, made durable through a write-ahead log with group commit.
 //!
 //! ## On-disk layout
 //!
@@ -16,6 +16,7 @@
 //! | `a/b` | binary | `<base>/a/b.~bin`: `<media type>` `\n` `<raw bytes>` |
 //! | `a/b/c` | any | `<base>/a/b/c.~doc` / `.~bin`, next to `<base>/a/b.~doc` |
 //! | (transient) | temp | `<base>/a/b.~tmp.<pid>.<counter>` |
+//! | (log) | write-ahead log | `<base>/.~wal.<generation>` (format in [`wal`](super::wal)) |
 //!
 //! A binary value is one file holding its media type on the first line
 //! followed by the bytes, so bytes and media type are replaced together
@@ -24,38 +25,92 @@
 //! written by this store, reads as all bytes with
 //! `application/octet-stream`.)
 //!
-//! ## Write protocol
+//! ## Write protocol: group commit
 //!
-//! `put`/`put_bytes`: create missing parent directories (fsyncing the
-//! parent of each one created), create a fresh temp file in the target
-//! directory, write it fully, fsync it, rename it over the value file,
-//! remove the value file of the other kind if there is one, fsync the
-//! directory. A crash leaves either the old or the new value under the
-//! final name, never a partial one; a crash between the rename and the
-//! removal of the other kind can leave both a `.~doc` and a `.~bin` for one
-//! key, in which case `get` sees the document, `get_bytes` the binary value
-//! and `list_keys` the key once.
+//! A write (`put`, `put_bytes`, `delete`, a `swap` whose comparison held)
+//! is queued for one committer thread and the caller waits. The committer
+//! takes *every* write queued while its previous round ran, and for that
+//! batch:
 //!
-//! `delete` removes the value files, fsyncs the directory, then removes
-//! directories left empty (up to, not including, the base directory).
-//! Directory creation and pruning are serialised by one mutex so a put
-//! never races a prune of its target directory.
+//! 1. appends one record per write (key, kind, media type, bytes, with a
+//!    checksum) to the current log file with one `write`, then one
+//!    `fdatasync`: from here the batch survives a crash or power loss;
+//! 2. applies the records in order to the value files: create missing
+//!    directories, write a fresh temp file in the target directory, rename
+//!    it over the value file, remove the file of the other kind (a
+//!    deletion removes both and prunes directories left empty), with no
+//!    fsync;
+//! 3. wakes the callers. A write is acknowledged only now: durable in the
+//!    log, and visible to every read (reads read the value files).
+//!
+//! So one fsync covers every write that arrived while the previous one
+//! ran, and the more concurrent writers there are, the fewer fsyncs each
+//! costs. A reader never sees a half-written file (rename), and never
+//! misses an acknowledged write (applied before the acknowledgement).
+//!
+//! **Checkpoints.** The applied files are made durable by a checkpoint:
+//! `syncfs` of the data directory's filesystem (one call flushes every
+//! file, rename and directory written so far), then the logs it covers are
+//! deleted. When the current log passes 16 MiB the committer starts a new
+//! log file and hands the old one to a checkpoint thread, so commits never
+//! wait for a checkpoint (unless the log grows to four times that while
+//! one is still running: then the committer waits for it). A graceful
+//! close (dropping the store) commits what is queued and checkpoints
+//! everything, leaving no log behind. Off Linux and Android, where there
+//! is no `syncfs`, step 2 fsyncs each file and directory instead and the
+//! checkpoint only deletes logs.
+//!
+//! **Recovery.** [`FsStore::open`] replays every log left by a crash, in
+//! generation order, before serving: each record is applied again (a
+//! record is a whole value or a deletion, so replaying is idempotent and
+//! the last record of a key wins), then a checkpoint makes the result
+//! durable and deletes the logs. A torn last batch (cut short by the
+//! crash; none of it was acknowledged) is dropped; damage followed by good
+//! records of a later batch means acknowledged data is damaged, and open
+//! fails naming the file instead of silently losing what follows. A
+//! record that cannot be applied because the tree holds something foreign
+//! in its way (a directory named like a value file, a file named like a
+//! directory) failed the same way when it was first applied, so it is
+//! skipped with a warning; any other error fails open.
+//!
+//! **What a crash can leave.** Every acknowledged write; an
+//! unacknowledged one may be lost or may land, whole, never half-written.
+//! A write that failed with an error after reaching the log may also land
+//! after a restart. If appending to the log fails, the batch and every
+//! write queued behind it fail, and the log is cut back to its last good
+//! batch (if even that fails, every later write fails until a restart).
+//!
+//! **Compare-and-swap.** [`Store::swap`] compares against the newest
+//! value of the key, queued writes included, and queues its write under
+//! the same key-hashed lock every write takes to queue, so a swap is
+//! atomic against every other write in this process without holding a
+//! lock while it waits for the disk. One process owns a data directory:
+//! [`FsStore::open`] takes an exclusive `flock` on it (Unix), and a second
+//! store on the same directory fails to open.
 //!
 //! Temp files left by a crash are ignored by reads and listing and removed
 //! (best effort) by [`FsStore::open`]. Files and directories whose names
 //! are not of the shapes above are ignored; symlinks are not followed when
-//! listing.
+//! listing. A crash between a rename and the removal of the other kind
+//! can no longer leave both a `.~doc` and a `.~bin` for one key once the
+//! log is replayed; a tree written by an older version may still hold
+//! both, in which case `get` sees the document, `get_bytes` the binary
+//! value and `list_keys` the key once.
 //!
 //! Assumes a POSIX filesystem with case-sensitive names (keys `A` and `a`
 //! are different keys); directory fsync is a no-op on non-Unix targets.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::hash::BuildHasher;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
+use super::wal::{self, Op};
 use super::{
     is_valid_segment, split_prefix, validate_key, validate_media_type, Store, StoreError,
     StoreUsage, MAX_MEDIA_TYPE_LEN,
@@ -69,29 +124,127 @@ const BIN_SUFFIX: &str = ".~bin";
 const TMP_MARKER: &str = ".~tmp.";
 /// Media type reported for a `.~bin` file without a readable header.
 const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
+/// Name of a log file before its generation number.
+const LOG_PREFIX: &str = ".~wal.";
+
+/// A log passing this many bytes is replaced by a new one and checkpointed.
+const ROTATE_BYTES: u64 = 16 << 20;
+/// While a checkpoint runs, the current log may grow to this many times
+/// [`ROTATE_BYTES`] before the committer waits for the checkpoint.
+const MAX_LOG_FACTOR: u64 = 4;
+/// Whether applied files are made durable by the checkpoint's `syncfs`
+/// (else each file and directory is fsynced as it is applied).
+const DEFERRED_SYNC: bool = cfg!(any(target_os = "linux", target_os = "android"));
 
 /// Distinguishes temp files created by this process.
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A [`Store`] over a directory tree (layout in the module docs).
-#[derive(Debug)]
+/// Lock stripes: writes to one key queue under its stripe.
+const STRIPES: usize = 64;
+
+/// A [`Store`] over a directory tree (layout and write protocol in the
+/// module docs).
 pub struct FsStore {
-    base: PathBuf,
-    /// Serialises directory creation (with its fsyncs) and pruning.
-    dir_lock: Mutex<()>,
-    /// [`Store::swap`]'s read-compare-write, serialised per key stripe.
-    swap_stripes: Box<[Mutex<()>]>,
-    hasher: std::collections::hash_map::RandomState,
+    inner: Arc<Inner>,
+    committer: Option<JoinHandle<()>>,
 }
 
-/// Lock stripes for [`Store::swap`].
-const SWAP_STRIPES: usize = 64;
+impl fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FsStore")
+            .field("base", &self.inner.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the callers, the committer and the checkpoint thread share.
+struct Inner {
+    base: PathBuf,
+    /// The base directory, open: `flock`ed for the store's life, and the
+    /// handle `syncfs` is called on.
+    dir: File,
+    /// Key-hashed locks: a write queues (and a swap compares) under its
+    /// key's stripe.
+    stripes: Box<[Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+    queue: Mutex<Queue>,
+    /// Signalled when the queue gets its first write or the store closes.
+    work: Condvar,
+}
+
+/// Writes waiting for the committer.
+#[derive(Default)]
+struct Queue {
+    /// Not yet taken by the committer, in arrival order.
+    waiting: Vec<Arc<Entry>>,
+    /// The newest write of each key that is queued or being committed (a
+    /// swap compares against it rather than against the file).
+    pending: HashMap<String, Arc<Entry>>,
+    /// Set by `Drop`: no new writes.
+    closing: bool,
+    /// Set when the log can no longer be written: why.
+    broken: Option<String>,
+}
+
+/// One queued write and its caller's wait.
+struct Entry {
+    key: String,
+    value: Value,
+    done: Mutex<Option<Result<(), StoreError>>>,
+    woken: Condvar,
+}
+
+/// What a queued write stores.
+enum Value {
+    Doc(Vec<u8>),
+    Bin { media: String, bytes: Vec<u8> },
+    Delete,
+}
+
+impl Value {
+    fn op(&self) -> Op<'_> {
+        match self {
+            Value::Doc(v) => Op::Doc(v),
+            Value::Bin { media, bytes } => Op::Bin { media, bytes },
+            Value::Delete => Op::Delete,
+        }
+    }
+}
+
+impl Entry {
+    fn finish(&self, result: Result<(), StoreError>) {
+        *lock(&self.done) = Some(result);
+        self.woken.notify_one();
+    }
+
+    /// Wait for the committer's verdict.
+    fn wait(&self) -> Result<(), StoreError> {
+        let mut done = lock(&self.done);
+        loop {
+            if let Some(result) = done.take() {
+                return result;
+            }
+            done = self
+                .woken
+                .wait(done)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 impl FsStore {
-    /// Open (creating if needed) a store rooted at `dir`, and remove temp
-    /// files left behind by a crash (best effort: failures are ignored).
+    /// Open (creating if needed) a store rooted at `dir`: lock it, remove
+    /// temp files left behind by a crash (best effort), replay the logs a
+    /// crash left (see the module docs), and start the committer.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let base = dir.into();
+        Self::open_with(dir.into(), ROTATE_BYTES)
+    }
+
+    fn open_with(base: PathBuf, rotate_bytes: u64) -> Result<Self, StoreError> {
         let shown = base.display().to_string();
         fs::create_dir_all(&base).map_err(|e| StoreError::io(&shown, "mkdir", e))?;
         let meta = fs::metadata(&base).map_err(|e| StoreError::io(&shown, "stat", e))?;
@@ -102,19 +255,158 @@ impl FsStore {
                 io::Error::other("base path is not a directory"),
             ));
         }
-        let store = FsStore {
+        let dir = File::open(&base).map_err(|e| StoreError::io(&shown, "open", e))?;
+        lock_dir(&dir).map_err(|e| StoreError::io(&shown, "lock", e))?;
+        let inner = Arc::new(Inner {
             base,
-            dir_lock: Mutex::new(()),
-            swap_stripes: (0..SWAP_STRIPES).map(|_| Mutex::new(())).collect(),
+            dir,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+        });
+        inner.remove_stale_temps();
+        let generation = inner.recover()?;
+        let log = Log::create(&inner.base, generation)
+            .map_err(|e| StoreError::io(&shown, "create log", e))?;
+        let mut committer = Committer {
+            inner: Arc::clone(&inner),
+            log,
+            buf: Vec::new(),
+            checkpoint: None,
+            rotate_bytes,
         };
-        store.remove_stale_temps();
-        Ok(store)
+        let handle = std::thread::Builder::new()
+            .name("starfish-commit".into())
+            .spawn(move || committer.run())
+            .map_err(|e| StoreError::io(&shown, "spawn committer", e))?;
+        Ok(FsStore {
+            inner,
+            committer: Some(handle),
+        })
     }
 
     /// The base directory.
     pub fn base(&self) -> &Path {
-        &self.base
+        &self.inner.base
+    }
+
+    /// Queue `value` for `key` and wait until it is durable and applied,
+    /// if `check` (run under the key's stripe lock, so no other write of
+    /// the key is queued meanwhile) says so; answers whether it wrote.
+    fn write(
+        &self,
+        key: &str,
+        value: Value,
+        check: impl FnOnce(&Inner) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let inner = &*self.inner;
+        let entry = {
+            let _stripe = inner.stripe(key);
+            if !check(inner)? {
+                return Ok(false);
+            }
+            inner.submit(key, value)?
+        };
+        entry.wait()?;
+        Ok(true)
+    }
+}
+
+impl Drop for FsStore {
+    /// Commit what is queued, checkpoint, and stop the committer.
+    fn drop(&mut self) {
+        lock(&self.inner.queue).closing = true;
+        self.inner.work.notify_all();
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Inner {
+    fn stripe(&self, key: &str) -> MutexGuard<'_, ()> {
+        lock(&self.stripes[(self.hasher.hash_one(key) % STRIPES as u64) as usize])
+    }
+
+    /// The queued or committing write of `key`, if any. The caller holds
+    /// the key's stripe, so no write of the key is queued meanwhile; one
+    /// being applied leaves `pending` only after its file is in place, so
+    /// without one the files are the newest state.
+    fn pending(&self, key: &str) -> Option<Arc<Entry>> {
+        lock(&self.queue).pending.get(key).cloned()
+    }
+
+    /// Whether the newest document of `key` (a queued write, else the
+    /// file) is `expected`. The caller holds the key's stripe.
+    fn newest_doc_is(&self, key: &str, expected: Option<&[u8]>) -> Result<bool, StoreError> {
+        Ok(match self.pending(key) {
+            Some(e) => match &e.value {
+                Value::Doc(v) => expected == Some(v.as_slice()),
+                Value::Bin { .. } | Value::Delete => expected.is_none(),
+            },
+            None => self.read_file(key, DOC_SUFFIX)?.as_deref() == expected,
+        })
+    }
+
+    /// Whether `key` may hold something (a queued write, or a value file).
+    /// The caller holds the key's stripe.
+    fn may_hold(&self, key: &str) -> Result<bool, StoreError> {
+        if self.pending(key).is_some() {
+            return Ok(true);
+        }
+        let (dir, leaf) = self.locate(key);
+        for suffix in [DOC_SUFFIX, BIN_SUFFIX] {
+            match fs::symlink_metadata(dir.join(format!("{leaf}{suffix}"))) {
+                Ok(_) => return Ok(true),
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(StoreError::io(key, "stat", e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Queue a write for the committer. The caller holds the key's stripe.
+    fn submit(&self, key: &str, value: Value) -> Result<Arc<Entry>, StoreError> {
+        let entry = Arc::new(Entry {
+            key: key.to_owned(),
+            value,
+            done: Mutex::new(None),
+            woken: Condvar::new(),
+        });
+        let mut q = lock(&self.queue);
+        if let Some(why) = &q.broken {
+            return Err(StoreError::io(
+                key,
+                "write log",
+                io::Error::other(why.clone()),
+            ));
+        }
+        if q.closing {
+            return Err(StoreError::io(
+                key,
+                "write",
+                io::Error::other("the store is closing"),
+            ));
+        }
+        q.pending.insert(key.to_owned(), Arc::clone(&entry));
+        q.waiting.push(Arc::clone(&entry));
+        let first = q.waiting.len() == 1;
+        drop(q);
+        if first {
+            self.work.notify_one();
+        }
+        Ok(entry)
+    }
+
+    /// Forget `entries` as the newest writes of their keys (unless a newer
+    /// write of the key replaced them there).
+    fn settle(q: &mut Queue, entries: &[Arc<Entry>]) {
+        for e in entries {
+            if q.pending.get(&e.key).is_some_and(|p| Arc::ptr_eq(p, e)) {
+                q.pending.remove(&e.key);
+            }
+        }
     }
 
     /// Remove every `*.~tmp.*` file under the base directory.
@@ -140,6 +432,104 @@ impl FsStore {
         }
     }
 
+    /// The log files in the base directory, oldest generation first.
+    fn logs(&self) -> io::Result<Vec<(u64, PathBuf)>> {
+        let mut logs = Vec::new();
+        for ent in fs::read_dir(&self.base)? {
+            let ent = ent?;
+            let name = ent.file_name();
+            let Some(generation) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(LOG_PREFIX))
+                .and_then(|g| g.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            logs.push((generation, ent.path()));
+        }
+        logs.sort_unstable();
+        Ok(logs)
+    }
+
+    /// Replay the logs a crash left, checkpoint, and answer the generation
+    /// of the next log.
+    fn recover(&self) -> Result<u64, StoreError> {
+        let shown = |p: &Path| p.display().to_string();
+        let logs = self
+            .logs()
+            .map_err(|e| StoreError::io(&shown(&self.base), "read dir", e))?;
+        let Some(&(newest, _)) = logs.last() else {
+            return Ok(1);
+        };
+        let mut replayed = 0usize;
+        for (_, path) in &logs {
+            let bytes = fs::read(path).map_err(|e| StoreError::io(&shown(path), "read log", e))?;
+            let (records, end) = wal::scan(&bytes);
+            if let wal::End::Corrupt { at, next } = end {
+                return Err(StoreError::io(
+                    &shown(path),
+                    "replay log",
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "damaged record at offset {at}, followed by good records from \
+                             offset {next}: acknowledged writes would be lost; move the file \
+                             aside to open the store without them"
+                        ),
+                    ),
+                ));
+            }
+            for r in &records {
+                match self.apply(r.key, r.op) {
+                    Ok(()) => replayed += 1,
+                    Err(e) if is_in_the_way(&e) => {
+                        log::warn!("log replay: skipped a write that cannot be applied: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if let wal::End::Torn { at } = end {
+                log::info!(
+                    "log replay: {}: dropped an unacknowledged torn tail of {} bytes",
+                    shown(path),
+                    bytes.len() - at
+                );
+            }
+        }
+        log::info!(
+            "log replay: {replayed} write(s) applied from {} log file(s)",
+            logs.len()
+        );
+        if let Err(e) = self.checkpoint(newest) {
+            log::warn!("checkpoint after log replay failed ({e}); the logs are kept");
+        }
+        Ok(newest + 1)
+    }
+
+    /// Make everything applied so far durable, then delete the logs up to
+    /// generation `upto`.
+    fn checkpoint(&self, upto: u64) -> io::Result<()> {
+        sync_filesystem(&self.dir)?;
+        for (generation, path) in self.logs()? {
+            if generation <= upto {
+                fs::remove_file(path)?;
+            }
+        }
+        sync_dir(&self.base)
+    }
+
+    /// Apply one write to the value files (the committer and replay only).
+    fn apply(&self, key: &str, op: Op<'_>) -> Result<(), StoreError> {
+        match op {
+            Op::Doc(v) => self.write_value(key, DOC_SUFFIX, BIN_SUFFIX, &[v]),
+            Op::Bin { media, bytes } => {
+                let header = format!("{media}\n");
+                self.write_value(key, BIN_SUFFIX, DOC_SUFFIX, &[header.as_bytes(), bytes])
+            }
+            Op::Delete => self.remove_value(key),
+        }
+    }
+
     /// The directory holding `key`'s value files, and the last segment.
     /// `key` must be valid.
     fn locate<'k>(&self, key: &'k str) -> (PathBuf, &'k str) {
@@ -154,11 +544,9 @@ impl FsStore {
         (dir, leaf)
     }
 
-    /// Make sure `dir` (the directory of `key`) exists durably. Caller
-    /// holds `dir_lock`.
+    /// Make sure `dir` (the directory of `key`) exists.
     fn ensure_dirs(&self, key: &str, dir: &Path) -> Result<(), StoreError> {
         if dir.is_dir() {
-            // Created under the lock with its fsyncs, or before a restart.
             return Ok(());
         }
         let rel = match key.rfind('/') {
@@ -170,15 +558,20 @@ impl FsStore {
             cur.push(seg);
             match fs::create_dir(&cur) {
                 Ok(()) => {
-                    let parent = cur.parent().unwrap_or(&self.base);
-                    sync_dir(parent).map_err(|e| StoreError::io(key, "fsync dir", e))?;
+                    if !DEFERRED_SYNC {
+                        let parent = cur.parent().unwrap_or(&self.base);
+                        sync_dir(parent).map_err(|e| StoreError::io(key, "fsync dir", e))?;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if !cur.is_dir() {
                         return Err(StoreError::io(
                             key,
                             "mkdir",
-                            io::Error::other(format!("{} is not a directory", cur.display())),
+                            io::Error::new(
+                                io::ErrorKind::NotADirectory,
+                                format!("{} is not a directory", cur.display()),
+                            ),
                         ));
                     }
                 }
@@ -188,8 +581,8 @@ impl FsStore {
         Ok(())
     }
 
-    /// Durably replace `key`'s value with the concatenation of `parts` in
-    /// the file with `suffix`, removing the file with `other_suffix`.
+    /// Replace `key`'s value with the concatenation of `parts` in the file
+    /// with `suffix`, removing the file with `other_suffix`.
     fn write_value(
         &self,
         key: &str,
@@ -200,23 +593,18 @@ impl FsStore {
         let (dir, leaf) = self.locate(key);
         let target = dir.join(format!("{leaf}{suffix}"));
         let other = dir.join(format!("{leaf}{other_suffix}"));
-
-        // Directory creation and temp-file creation under the lock: once
-        // the temp file exists its directory is non-empty and cannot be
-        // pruned by a concurrent delete.
-        let (tmp_path, mut file) = {
-            let _guard = self.dir_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.ensure_dirs(key, &dir)?;
-            create_temp(&dir, leaf).map_err(|e| StoreError::io(key, "create temp", e))?
-        };
-
+        self.ensure_dirs(key, &dir)?;
+        let (tmp_path, mut file) =
+            create_temp(&dir, leaf).map_err(|e| StoreError::io(key, "create temp", e))?;
         let written = (|| -> Result<(), StoreError> {
             for part in parts {
                 file.write_all(part)
                     .map_err(|e| StoreError::io(key, "write", e))?;
             }
-            file.sync_all()
-                .map_err(|e| StoreError::io(key, "fsync", e))?;
+            if !DEFERRED_SYNC {
+                file.sync_all()
+                    .map_err(|e| StoreError::io(key, "fsync", e))?;
+            }
             drop(file);
             fs::rename(&tmp_path, &target).map_err(|e| StoreError::io(key, "rename", e))
         })();
@@ -224,13 +612,35 @@ impl FsStore {
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
         }
-
         match fs::remove_file(&other) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if is_missing(&e) => {}
             Err(e) => return Err(StoreError::io(key, "remove", e)),
         }
-        sync_dir(&dir).map_err(|e| StoreError::io(key, "fsync dir", e))
+        if !DEFERRED_SYNC {
+            sync_dir(&dir).map_err(|e| StoreError::io(key, "fsync dir", e))?;
+        }
+        Ok(())
+    }
+
+    /// Remove `key`'s value files and the directories left empty.
+    fn remove_value(&self, key: &str) -> Result<(), StoreError> {
+        let (dir, leaf) = self.locate(key);
+        let mut removed = false;
+        for suffix in [DOC_SUFFIX, BIN_SUFFIX] {
+            match fs::remove_file(dir.join(format!("{leaf}{suffix}"))) {
+                Ok(()) => removed = true,
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(StoreError::io(key, "remove", e)),
+            }
+        }
+        if removed {
+            if !DEFERRED_SYNC {
+                sync_dir(&dir).map_err(|e| StoreError::io(key, "fsync dir", e))?;
+            }
+            self.prune(&dir);
+        }
+        Ok(())
     }
 
     /// Read one value file; a missing file or parent is `None`.
@@ -244,18 +654,20 @@ impl FsStore {
     }
 
     /// Remove now-empty directories from `dir` up to (excluding) the base.
+    /// Only the committer (or replay) creates and removes directories, so
+    /// this never races a write into them.
     fn prune(&self, dir: &Path) {
-        let _guard = self.dir_lock.lock().unwrap_or_else(PoisonError::into_inner);
         let mut cur = dir.to_path_buf();
         while cur != self.base && cur.starts_with(&self.base) {
             if fs::remove_dir(&cur).is_err() {
                 break;
             }
             cur.pop();
-            let _ = sync_dir(&cur);
+            if !DEFERRED_SYNC {
+                let _ = sync_dir(&cur);
+            }
         }
     }
-
     /// The value-bearing entries of `dir`, in key order (see
     /// [`list_keys`](Store::list_keys)), restricted to names starting with
     /// `partial`. A missing directory has none.
@@ -299,6 +711,228 @@ impl FsStore {
     }
 }
 
+/// The open log file the committer appends to.
+struct Log {
+    file: File,
+    generation: u64,
+    /// Bytes of good batches (the file's length after the last good one).
+    len: u64,
+    /// Records in the file so far (the next record's sequence number).
+    records: u64,
+}
+
+impl Log {
+    /// Create log `generation` durably: its magic is on disk and its name
+    /// in the directory before any record is acknowledged from it.
+    fn create(base: &Path, generation: u64) -> io::Result<Log> {
+        let path = base.join(format!("{LOG_PREFIX}{generation}"));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        file.write_all(wal::FILE_MAGIC)?;
+        file.sync_all()?;
+        sync_dir(base)?;
+        Ok(Log {
+            file,
+            generation,
+            len: wal::FILE_MAGIC.len() as u64,
+            records: 0,
+        })
+    }
+
+    /// Write one batch after the last good one and make it durable. On
+    /// failure, cut the file back to the last good batch; the error says
+    /// whether that worked (`Err((error, false))`: the log is unusable).
+    fn append(&mut self, batch: &[u8]) -> Result<(), (io::Error, bool)> {
+        let written = (|| {
+            self.file.seek(SeekFrom::Start(self.len))?;
+            self.file.write_all(batch)?;
+            self.file.sync_data()
+        })();
+        match written {
+            Ok(()) => {
+                self.len += batch.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let undone = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|()| self.file.sync_data());
+                Err((e, undone.is_ok()))
+            }
+        }
+    }
+}
+
+/// The committer thread: batches, log appends, applies, rotation.
+struct Committer {
+    inner: Arc<Inner>,
+    log: Log,
+    /// The batch being encoded (reused).
+    buf: Vec<u8>,
+    /// The checkpoint of the previous log, if one was started.
+    checkpoint: Option<JoinHandle<()>>,
+    rotate_bytes: u64,
+}
+
+impl Committer {
+    fn run(&mut self) {
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut q = lock(&self.inner.queue);
+                while q.waiting.is_empty() && !q.closing {
+                    q = self
+                        .inner
+                        .work
+                        .wait(q)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                if q.waiting.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut batch, &mut q.waiting);
+            }
+            let committed =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(&batch)));
+            if committed.is_err() {
+                // A bug: fail this batch and everything after it rather than
+                // leave callers waiting forever.
+                self.fail(&batch, "the committer panicked".into(), true);
+            }
+            batch.clear();
+        }
+        self.close();
+    }
+
+    /// Log, apply and acknowledge one batch.
+    fn commit(&mut self, batch: &[Arc<Entry>]) {
+        self.buf.clear();
+        let first = self.log.records;
+        let mut logged = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
+        for e in batch {
+            let seq = first + logged.len() as u64;
+            match wal::encode(&mut self.buf, seq, first, &e.key, e.value.op()) {
+                Ok(()) => logged.push(Arc::clone(e)),
+                Err(wal::TooLarge) => refused.push(Arc::clone(e)),
+            }
+        }
+        if !logged.is_empty() {
+            if let Err((e, undone)) = self.log.append(&self.buf) {
+                let why = format!("write-ahead log {}: {e}", self.log.generation);
+                if undone {
+                    log::warn!("{why}; the batch of {} write(s) failed", logged.len());
+                    self.fail(&logged, why, false);
+                } else {
+                    log::error!("{why}, and it could not be cut back; writes fail until a restart");
+                    self.fail(&logged, why, true);
+                }
+                self.fail(&refused, "value too large".into(), false);
+                return;
+            }
+            self.log.records += logged.len() as u64;
+        }
+        let results: Vec<Result<(), StoreError>> = logged
+            .iter()
+            .map(|e| self.inner.apply(&e.key, e.value.op()))
+            .collect();
+        {
+            let mut q = lock(&self.inner.queue);
+            Inner::settle(&mut q, &logged);
+            Inner::settle(&mut q, &refused);
+        }
+        for (e, r) in logged.iter().zip(results) {
+            if let Err(err) = &r {
+                log::warn!("write logged but not applied: {err}");
+            }
+            e.finish(r);
+        }
+        for e in &refused {
+            e.finish(Err(StoreError::io(
+                &e.key,
+                "write log",
+                io::Error::new(io::ErrorKind::InvalidInput, "value too large"),
+            )));
+        }
+        self.maybe_rotate();
+    }
+
+    /// Fail `entries` and every write queued behind them (they may have
+    /// compared against values that were never written); with `broken`,
+    /// every later write too.
+    fn fail(&self, entries: &[Arc<Entry>], why: String, broken: bool) {
+        let queued = {
+            let mut q = lock(&self.inner.queue);
+            let queued = std::mem::take(&mut q.waiting);
+            Inner::settle(&mut q, entries);
+            Inner::settle(&mut q, &queued);
+            if broken {
+                q.broken = Some(why.clone());
+            }
+            queued
+        };
+        for e in entries.iter().chain(&queued) {
+            if lock(&e.done).is_none() {
+                e.finish(Err(StoreError::io(
+                    &e.key,
+                    "write log",
+                    io::Error::other(why.clone()),
+                )));
+            }
+        }
+    }
+
+    /// Start a new log when the current one is full, and checkpoint the
+    /// old one on another thread.
+    fn maybe_rotate(&mut self) {
+        if self.log.len < self.rotate_bytes {
+            return;
+        }
+        if let Some(h) = &self.checkpoint {
+            if !h.is_finished() && self.log.len < self.rotate_bytes * MAX_LOG_FACTOR {
+                return;
+            }
+        }
+        if let Some(h) = self.checkpoint.take() {
+            let _ = h.join();
+        }
+        let next = match Log::create(&self.inner.base, self.log.generation + 1) {
+            Ok(log) => log,
+            Err(e) => {
+                log::warn!("cannot start a new write-ahead log ({e}); the current one grows");
+                return;
+            }
+        };
+        let upto = std::mem::replace(&mut self.log, next).generation;
+        let inner = Arc::clone(&self.inner);
+        let work = move || {
+            if let Err(e) = inner.checkpoint(upto) {
+                log::warn!("checkpoint failed ({e}); the logs are kept and retried later");
+            }
+        };
+        match std::thread::Builder::new()
+            .name("starfish-checkpoint".into())
+            .spawn(work)
+        {
+            Ok(h) => self.checkpoint = Some(h),
+            Err(e) => log::warn!("cannot start a checkpoint ({e}); retried at the next rotation"),
+        }
+    }
+
+    /// The store is closing and the queue is empty: checkpoint everything.
+    fn close(&mut self) {
+        if let Some(h) = self.checkpoint.take() {
+            let _ = h.join();
+        }
+        if let Err(e) = self.inner.checkpoint(self.log.generation) {
+            log::warn!("checkpoint at close failed ({e}); the logs are replayed at the next open");
+        }
+    }
+}
+
 /// One listing entry: a value (`sort` = segment) or a directory (`sort` =
 /// segment + `/`). Sorting by `sort` puts a directory's whole subtree at
 /// the right place among its siblings in key order, since every key below
@@ -319,32 +953,28 @@ struct Frame {
 impl Store for FsStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         validate_key(key)?;
-        self.read_file(key, DOC_SUFFIX)
+        self.inner.read_file(key, DOC_SUFFIX)
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         validate_key(key)?;
-        self.write_value(key, DOC_SUFFIX, BIN_SUFFIX, &[value])
+        self.write(key, Value::Doc(value.to_vec()), |_| Ok(true))
+            .map(drop)
     }
 
-    /// Read, compare and write under the key's stripe lock: atomic against
-    /// every other `swap` in this process (one process owns a directory).
+    /// Compare with the key's newest document (queued writes included) and
+    /// queue the write under the key's stripe lock: atomic against every
+    /// other write in this process (one process owns a directory).
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {
         validate_key(key)?;
-        let stripe = (self.hasher.hash_one(key) % SWAP_STRIPES as u64) as usize;
-        let _guard = self.swap_stripes[stripe]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.read_file(key, DOC_SUFFIX)?.as_deref() != expected {
-            return Ok(false);
-        }
-        self.write_value(key, DOC_SUFFIX, BIN_SUFFIX, &[value])?;
-        Ok(true)
+        self.write(key, Value::Doc(value.to_vec()), |inner| {
+            inner.newest_doc_is(key, expected)
+        })
     }
 
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
         validate_key(key)?;
-        let Some(mut raw) = self.read_file(key, BIN_SUFFIX)? else {
+        let Some(mut raw) = self.inner.read_file(key, BIN_SUFFIX)? else {
             return Ok(None);
         };
         let head = &raw[..raw.len().min(MAX_MEDIA_TYPE_LEN + 1)];
@@ -364,26 +994,18 @@ impl Store for FsStore {
     fn put_bytes(&self, key: &str, bytes: &[u8], media_type: &str) -> Result<(), StoreError> {
         validate_key(key)?;
         validate_media_type(media_type)?;
-        let header = format!("{media_type}\n");
-        self.write_value(key, BIN_SUFFIX, DOC_SUFFIX, &[header.as_bytes(), bytes])
+        let value = Value::Bin {
+            media: media_type.to_owned(),
+            bytes: bytes.to_vec(),
+        };
+        self.write(key, value, |_| Ok(true)).map(drop)
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
-        let (dir, leaf) = self.locate(key);
-        let mut removed = false;
-        for suffix in [DOC_SUFFIX, BIN_SUFFIX] {
-            match fs::remove_file(dir.join(format!("{leaf}{suffix}"))) {
-                Ok(()) => removed = true,
-                Err(e) if is_missing(&e) => {}
-                Err(e) => return Err(StoreError::io(key, "remove", e)),
-            }
-        }
-        if removed {
-            sync_dir(&dir).map_err(|e| StoreError::io(key, "fsync dir", e))?;
-            self.prune(&dir);
-        }
-        Ok(())
+        // Deleting what is not there logs nothing.
+        self.write(key, Value::Delete, |inner| inner.may_hold(key))
+            .map(drop)
     }
 
     fn list_keys(
@@ -397,13 +1019,13 @@ impl Store for FsStore {
         if limit == 0 {
             return Ok(out);
         }
-        let mut path = self.base.clone();
+        let mut path = self.inner.base.clone();
         let mut key_prefix = String::new();
         if !dir_key.is_empty() {
             path.extend(dir_key.split('/'));
             key_prefix = format!("{dir_key}/");
         }
-        let items = self.read_items(&path, partial, prefix)?;
+        let items = self.inner.read_items(&path, partial, prefix)?;
         let mut stack = vec![Frame {
             key_prefix,
             path,
@@ -423,7 +1045,7 @@ impl Store for FsStore {
                 let wanted = start_after.is_none_or(|s| full.as_str() > s || s.starts_with(&full));
                 if wanted {
                     let path = frame.path.join(&item.sort[..item.sort.len() - 1]);
-                    let items = self.read_items(&path, "", prefix)?;
+                    let items = self.inner.read_items(&path, "", prefix)?;
                     stack.push(Frame {
                         key_prefix: full,
                         path,
@@ -444,7 +1066,7 @@ impl Store for FsStore {
     /// [`get`](Store::get) reads it).
     fn value_size(&self, key: &str) -> Result<Option<u64>, StoreError> {
         validate_key(key)?;
-        let (dir, leaf) = self.locate(key);
+        let (dir, leaf) = self.inner.locate(key);
         for suffix in [DOC_SUFFIX, BIN_SUFFIX] {
             match fs::metadata(dir.join(format!("{leaf}{suffix}"))) {
                 Ok(m) if m.is_file() => return Ok(Some(m.len())),
@@ -462,7 +1084,7 @@ impl Store for FsStore {
     /// safe side for a quota) and is one value.
     fn measure(&self) -> Result<StoreUsage, StoreError> {
         let mut usage = StoreUsage::default();
-        let mut stack = vec![self.base.clone()];
+        let mut stack = vec![self.inner.base.clone()];
         let shown = |p: &Path| p.display().to_string();
         while let Some(dir) = stack.pop() {
             let rd = match fs::read_dir(&dir) {
@@ -530,6 +1152,16 @@ fn is_missing(e: &io::Error) -> bool {
     )
 }
 
+/// Whether a write failed because something foreign is in its way (a file
+/// where a directory belongs, a directory where a value file belongs): it
+/// fails the same way every time it is applied.
+fn is_in_the_way(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if matches!(
+        source.kind(),
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory
+    ))
+}
+
 /// Flush a directory's entries (new, renamed, removed names) to disk.
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -539,5 +1171,41 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Directory fsync is not available portably off Unix.
 #[cfg(not(unix))]
 fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// Flush everything written to the filesystem holding `dir` (files, their
+/// names, directories) to disk: the checkpoint.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sync_filesystem(dir: &File) -> io::Result<()> {
+    rustix::fs::syncfs(dir).map_err(io::Error::from)
+}
+
+/// Without `syncfs`, every applied file was fsynced as it was written
+/// ([`DEFERRED_SYNC`] is off): nothing left to flush.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sync_filesystem(_dir: &File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Take the data directory for this store alone.
+#[cfg(unix)]
+fn lock_dir(dir: &File) -> io::Result<()> {
+    use rustix::fs::{flock, FlockOperation};
+    flock(dir, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        if e == rustix::io::Errno::WOULDBLOCK {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the data directory is in use by another store (another server?)",
+            )
+        } else {
+            io::Error::from(e)
+        }
+    })
+}
+
+/// No `flock` off Unix: one store per directory is up to the operator.
+#[cfg(not(unix))]
+fn lock_dir(_dir: &File) -> io::Result<()> {
     Ok(())
 }

@@ -45,6 +45,7 @@ pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod quota;
+mod wal;
 
 pub use fs::FsStore;
 pub use memory::MemoryStore;
