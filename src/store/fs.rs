@@ -15,7 +15,7 @@
 //! | `a/b` | document | `<base>/a/b.~doc`: the document bytes exactly as written |
 //! | `a/b` | binary | `<base>/a/b.~bin`: `<media type>` `\n` `<raw bytes>` |
 //! | `a/b/c` | any | `<base>/a/b/c.~doc` / `.~bin`, next to `<base>/a/b.~doc` |
-//! | (transient) | temp | `<base>/a/b.~tmp.<pid>.<counter>` |
+//! | (transient) | temp | `<base>/.~tmp/t.~tmp.<pid>.<counter>` |
 //! | (log) | write-ahead log | `<base>/.~wal.<generation>` (format in [`wal`](super::wal)) |
 //!
 //! A binary value is one file holding its media type on the first line
@@ -35,11 +35,13 @@
 //! 1. appends one record per write (key, kind, media type, bytes, with a
 //!    checksum) to the current log file with one `write`, then one
 //!    `fdatasync`: from here the batch survives a crash or power loss;
-//! 2. applies the records in order to the value files: create missing
-//!    directories, write a fresh temp file in the target directory, rename
-//!    it over the value file, remove the file of the other kind (a
-//!    deletion removes both and prunes directories left empty), with no
-//!    fsync;
+//! 2. applies the records in order to the value files: write a fresh
+//!    temp file in `<base>/.~tmp/`, rename it over the value file
+//!    (creating missing directories when the rename says so), remove the
+//!    file of the other kind (a deletion removes both and prunes
+//!    directories left empty), with no fsync. Temp files live in their
+//!    own small directory so that creating and renaming them does not
+//!    search a large document directory twice more;
 //! 3. wakes the callers. A write is acknowledged only now: durable in the
 //!    log, and visible to every read (reads read the value files).
 //!
@@ -89,7 +91,8 @@
 //! store on the same directory fails to open.
 //!
 //! Temp files left by a crash are ignored by reads and listing and removed
-//! (best effort) by [`FsStore::open`]. Files and directories whose names
+//! (best effort) by [`FsStore::open`] (as are `*.~tmp.*` files beside
+//! value files, where older versions wrote them). Files and directories whose names
 //! are not of the shapes above are ignored; symlinks are not followed when
 //! listing. A crash between a rename and the removal of the other kind
 //! can no longer leave both a `.~doc` and a `.~bin` for one key once the
@@ -97,8 +100,9 @@
 //! both, in which case `get` sees the document, `get_bytes` the binary
 //! value and `list_keys` the key once.
 //!
-//! Assumes a POSIX filesystem with case-sensitive names (keys `A` and `a`
-//! are different keys); directory fsync is a no-op on non-Unix targets.
+//! Assumes the whole tree is one POSIX filesystem (renames from `.~tmp/`,
+//! one `syncfs`) with case-sensitive names (keys `A` and `a` are different
+//! keys); directory fsync is a no-op on non-Unix targets.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -122,6 +126,8 @@ const DOC_SUFFIX: &str = ".~doc";
 const BIN_SUFFIX: &str = ".~bin";
 /// Marker in a temp file's name.
 const TMP_MARKER: &str = ".~tmp.";
+/// The directory of temp files, under the base directory.
+const TMP_DIR: &str = ".~tmp";
 /// Media type reported for a `.~bin` file without a readable header.
 const DEFAULT_MEDIA_TYPE: &str = "application/octet-stream";
 /// Name of a log file before its generation number.
@@ -160,6 +166,8 @@ impl fmt::Debug for FsStore {
 /// What the callers, the committer and the checkpoint thread share.
 struct Inner {
     base: PathBuf,
+    /// `<base>/.~tmp`: where values are written before their rename.
+    tmp: PathBuf,
     /// The base directory, open: `flock`ed for the store's life, and the
     /// handle `syncfs` is called on.
     dir: File,
@@ -167,6 +175,11 @@ struct Inner {
     /// key's stripe.
     stripes: Box<[Mutex<()>]>,
     hasher: std::collections::hash_map::RandomState,
+    /// The keys holding a binary value (a `.~bin` file): found at open,
+    /// then kept by the one thread that applies writes, so that a document
+    /// write removes a `.~bin` only where there is one (looking for one
+    /// that is not there costs a search of a large directory).
+    bins: Mutex<std::collections::HashSet<String>>,
     queue: Mutex<Queue>,
     /// Signalled when the queue gets its first write or the store closes.
     work: Condvar,
@@ -257,15 +270,23 @@ impl FsStore {
         }
         let dir = File::open(&base).map_err(|e| StoreError::io(&shown, "open", e))?;
         lock_dir(&dir).map_err(|e| StoreError::io(&shown, "lock", e))?;
+        let tmp = base.join(TMP_DIR);
+        match fs::create_dir(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tmp.is_dir() => {}
+            Err(e) => return Err(StoreError::io(&shown, "mkdir .~tmp", e)),
+        }
         let inner = Arc::new(Inner {
+            tmp,
             base,
             dir,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: Default::default(),
+            bins: Mutex::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
         });
-        inner.remove_stale_temps();
+        inner.scan_tree();
         let generation = inner.recover()?;
         let log = Log::create(&inner.base, generation)
             .map_err(|e| StoreError::io(&shown, "create log", e))?;
@@ -409,21 +430,35 @@ impl Inner {
         }
     }
 
-    /// Remove every `*.~tmp.*` file under the base directory.
-    fn remove_stale_temps(&self) {
-        let mut stack = vec![self.base.clone()];
-        while let Some(dir) = stack.pop() {
+    /// One walk of the tree at open: remove every `*.~tmp.*` file (in
+    /// `.~tmp/`, or beside value files where older versions wrote them),
+    /// and note the keys holding a binary value.
+    fn scan_tree(&self) {
+        let mut bins = lock(&self.bins);
+        // (directory, its key prefix: "" or ending in '/', or None when
+        // the directory is not a key's)
+        let mut stack = vec![(self.base.clone(), Some(String::new()))];
+        while let Some((dir, prefix)) = stack.pop() {
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             let mut removed = false;
             for ent in rd.flatten() {
                 let Ok(ft) = ent.file_type() else { continue };
+                let name = ent.file_name();
+                let name = name.to_string_lossy();
                 if ft.is_dir() {
-                    stack.push(ent.path());
-                } else if ft.is_file()
-                    && ent.file_name().to_string_lossy().contains(TMP_MARKER)
-                    && fs::remove_file(ent.path()).is_ok()
+                    let sub = prefix
+                        .as_ref()
+                        .filter(|_| is_valid_segment(&name))
+                        .map(|p| format!("{p}{name}/"));
+                    stack.push((ent.path(), sub));
+                } else if ft.is_file() && name.contains(TMP_MARKER) {
+                    removed |= fs::remove_file(ent.path()).is_ok();
+                } else if let (true, Some(p), Some(stem)) =
+                    (ft.is_file(), &prefix, name.strip_suffix(BIN_SUFFIX))
                 {
-                    removed = true;
+                    if is_valid_segment(stem) {
+                        bins.insert(format!("{p}{stem}"));
+                    }
                 }
             }
             if removed {
@@ -521,12 +556,26 @@ impl Inner {
     /// Apply one write to the value files (the committer and replay only).
     fn apply(&self, key: &str, op: Op<'_>) -> Result<(), StoreError> {
         match op {
-            Op::Doc(v) => self.write_value(key, DOC_SUFFIX, BIN_SUFFIX, &[v]),
+            Op::Doc(v) => {
+                let had_bin = lock(&self.bins).remove(key);
+                let r = self.write_value(key, DOC_SUFFIX, had_bin.then_some(BIN_SUFFIX), &[v]);
+                if r.is_err() && had_bin {
+                    lock(&self.bins).insert(key.to_owned());
+                }
+                r
+            }
             Op::Bin { media, bytes } => {
                 let header = format!("{media}\n");
-                self.write_value(key, BIN_SUFFIX, DOC_SUFFIX, &[header.as_bytes(), bytes])
+                let parts: &[&[u8]] = &[header.as_bytes(), bytes];
+                self.write_value(key, BIN_SUFFIX, Some(DOC_SUFFIX), parts)?;
+                lock(&self.bins).insert(key.to_owned());
+                Ok(())
             }
-            Op::Delete => self.remove_value(key),
+            Op::Delete => {
+                self.remove_value(key)?;
+                lock(&self.bins).remove(key);
+                Ok(())
+            }
         }
     }
 
@@ -544,7 +593,7 @@ impl Inner {
         (dir, leaf)
     }
 
-    /// Make sure `dir` (the directory of `key`) exists.
+    /// Create the missing directories of `key` (`dir` is its directory).
     fn ensure_dirs(&self, key: &str, dir: &Path) -> Result<(), StoreError> {
         if dir.is_dir() {
             return Ok(());
@@ -582,20 +631,18 @@ impl Inner {
     }
 
     /// Replace `key`'s value with the concatenation of `parts` in the file
-    /// with `suffix`, removing the file with `other_suffix`.
+    /// with `suffix`, removing the file with `other_suffix` if given.
     fn write_value(
         &self,
         key: &str,
         suffix: &str,
-        other_suffix: &str,
+        other_suffix: Option<&str>,
         parts: &[&[u8]],
     ) -> Result<(), StoreError> {
         let (dir, leaf) = self.locate(key);
         let target = dir.join(format!("{leaf}{suffix}"));
-        let other = dir.join(format!("{leaf}{other_suffix}"));
-        self.ensure_dirs(key, &dir)?;
         let (tmp_path, mut file) =
-            create_temp(&dir, leaf).map_err(|e| StoreError::io(key, "create temp", e))?;
+            create_temp(&self.tmp).map_err(|e| StoreError::io(key, "create temp", e))?;
         let written = (|| -> Result<(), StoreError> {
             for part in parts {
                 file.write_all(part)
@@ -606,16 +653,26 @@ impl Inner {
                     .map_err(|e| StoreError::io(key, "fsync", e))?;
             }
             drop(file);
-            fs::rename(&tmp_path, &target).map_err(|e| StoreError::io(key, "rename", e))
+            match fs::rename(&tmp_path, &target) {
+                // The key's directory is missing (or a file is in its way).
+                Err(e) if is_missing(&e) => {
+                    self.ensure_dirs(key, &dir)?;
+                    fs::rename(&tmp_path, &target)
+                }
+                r => r,
+            }
+            .map_err(|e| StoreError::io(key, "rename", e))
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp_path);
             return Err(e);
         }
-        match fs::remove_file(&other) {
-            Ok(()) => {}
-            Err(e) if is_missing(&e) => {}
-            Err(e) => return Err(StoreError::io(key, "remove", e)),
+        if let Some(other) = other_suffix {
+            match fs::remove_file(dir.join(format!("{leaf}{other}"))) {
+                Ok(()) => {}
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(StoreError::io(key, "remove", e)),
+            }
         }
         if !DEFERRED_SYNC {
             sync_dir(&dir).map_err(|e| StoreError::io(key, "fsync dir", e))?;
@@ -1128,12 +1185,12 @@ impl Store for FsStore {
     }
 }
 
-/// Create a new, uniquely named temp file next to `leaf`'s value files.
-fn create_temp(dir: &Path, leaf: &str) -> io::Result<(PathBuf, File)> {
+/// Create a new, uniquely named temp file in `dir` (`.~tmp/`).
+fn create_temp(dir: &Path) -> io::Result<(PathBuf, File)> {
     let pid = std::process::id();
     loop {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{leaf}{TMP_MARKER}{pid}.{n}"));
+        let path = dir.join(format!("t{TMP_MARKER}{pid}.{n}"));
         match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(f) => return Ok((path, f)),
             // Left over from an earlier process with the same pid.
