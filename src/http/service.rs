@@ -627,7 +627,14 @@ impl Service {
         };
         let _guard = self.locks.lock(&key).await;
         let now = ctx.now;
-        let written = self.store_op(move |s| write.run(s, &key, now)).await?;
+        let (written, pending) = self
+            .store_op(move |s| write.run_deferred(s, &key, now))
+            .await?;
+        // Acknowledged only once durable, and under the key's lock until
+        // then (the next write of the key reads what this one wrote).
+        if let Some(pending) = pending {
+            pending.await.map_err(SyncError::from)?;
+        }
         Ok(json_ok(&push::answer(&written)))
     }
 

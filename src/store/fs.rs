@@ -112,12 +112,13 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use super::wal::{self, Op};
 use super::{
-    is_valid_segment, split_prefix, validate_key, validate_media_type, Store, StoreError,
-    StoreUsage, MAX_MEDIA_TYPE_LEN,
+    is_valid_segment, split_prefix, validate_key, validate_media_type, Completion, Pending, Store,
+    StoreError, StoreUsage, MAX_MEDIA_TYPE_LEN,
 };
 
 /// Suffix of a document file.
@@ -203,8 +204,22 @@ struct Queue {
 struct Entry {
     key: String,
     value: Value,
-    done: Mutex<Option<Result<(), StoreError>>>,
+    done: Mutex<Outcome>,
+    /// Signalled for a caller blocked in [`Entry::wait_done`].
     woken: Condvar,
+}
+
+/// The committer's verdict on an entry, and who waits for it.
+#[derive(Default)]
+struct Outcome {
+    /// Set once by the committer.
+    finished: bool,
+    /// The verdict until a waiter takes it.
+    result: Option<Result<(), StoreError>>,
+    /// An async waiter's waker.
+    waker: Option<Waker>,
+    /// Whether a thread is blocked on `woken`.
+    blocked: bool,
 }
 
 /// What a queued write stores.
@@ -225,17 +240,51 @@ impl Value {
 }
 
 impl Entry {
+    /// Record the verdict and wake whoever waits for it.
     fn finish(&self, result: Result<(), StoreError>) {
-        *lock(&self.done) = Some(result);
-        self.woken.notify_one();
+        let mut done = lock(&self.done);
+        done.finished = true;
+        done.result = Some(result);
+        let (waker, blocked) = (done.waker.take(), done.blocked);
+        drop(done);
+        if blocked {
+            self.woken.notify_one();
+        }
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 
-    /// Wait for the committer's verdict.
-    fn wait(&self) -> Result<(), StoreError> {
+    fn finished(&self) -> bool {
+        lock(&self.done).finished
+    }
+}
+
+impl Completion for Entry {
+    fn poll_done(&self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>> {
         let mut done = lock(&self.done);
+        if let Some(result) = done.result.take() {
+            return Poll::Ready(result);
+        }
+        if done.finished {
+            return Poll::Ready(Err(taken_twice(&self.key)));
+        }
+        match &done.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => done.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn wait_done(&self) -> Result<(), StoreError> {
+        let mut done = lock(&self.done);
+        done.blocked = true;
         loop {
-            if let Some(result) = done.take() {
+            if let Some(result) = done.result.take() {
                 return result;
+            }
+            if done.finished {
+                return Err(taken_twice(&self.key));
             }
             done = self
                 .woken
@@ -243,6 +292,10 @@ impl Entry {
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }
+}
+
+fn taken_twice(key: &str) -> StoreError {
+    StoreError::io(key, "wait", io::Error::other("write outcome taken twice"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -312,25 +365,34 @@ impl FsStore {
         &self.inner.base
     }
 
-    /// Queue `value` for `key` and wait until it is durable and applied,
-    /// if `check` (run under the key's stripe lock, so no other write of
-    /// the key is queued meanwhile) says so; answers whether it wrote.
+    /// Queue `value` for `key` if `check` (run under the key's stripe lock,
+    /// so no other write of the key is queued meanwhile) says so; answers
+    /// the queued write, which resolves once it is durable and applied.
+    fn queue(
+        &self,
+        key: &str,
+        value: Value,
+        check: impl FnOnce(&Inner) -> Result<bool, StoreError>,
+    ) -> Result<Option<Arc<Entry>>, StoreError> {
+        let inner = &*self.inner;
+        let _stripe = inner.stripe(key);
+        if !check(inner)? {
+            return Ok(None);
+        }
+        inner.submit(key, value).map(Some)
+    }
+
+    /// [`queue`](Self::queue), then wait; answers whether it wrote.
     fn write(
         &self,
         key: &str,
         value: Value,
         check: impl FnOnce(&Inner) -> Result<bool, StoreError>,
     ) -> Result<bool, StoreError> {
-        let inner = &*self.inner;
-        let entry = {
-            let _stripe = inner.stripe(key);
-            if !check(inner)? {
-                return Ok(false);
-            }
-            inner.submit(key, value)?
-        };
-        entry.wait()?;
-        Ok(true)
+        match self.queue(key, value, check)? {
+            Some(entry) => entry.wait_done().map(|()| true),
+            None => Ok(false),
+        }
     }
 }
 
@@ -392,7 +454,7 @@ impl Inner {
         let entry = Arc::new(Entry {
             key: key.to_owned(),
             value,
-            done: Mutex::new(None),
+            done: Mutex::default(),
             woken: Condvar::new(),
         });
         let mut q = lock(&self.queue);
@@ -932,7 +994,7 @@ impl Committer {
             queued
         };
         for e in entries.iter().chain(&queued) {
-            if lock(&e.done).is_none() {
+            if !e.finished() {
                 e.finish(Err(StoreError::io(
                     &e.key,
                     "write log",
@@ -1027,6 +1089,21 @@ impl Store for FsStore {
         self.write(key, Value::Doc(value.to_vec()), |inner| {
             inner.newest_doc_is(key, expected)
         })
+    }
+
+    /// [`swap`](Store::swap) without waiting: the queued write resolves
+    /// when its batch is durable and applied.
+    fn swap_deferred(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<Option<Pending>, StoreError> {
+        validate_key(key)?;
+        let queued = self.queue(key, Value::Doc(value.to_vec()), |inner| {
+            inner.newest_doc_is(key, expected)
+        })?;
+        Ok(queued.map(|e| Pending::queued(e)))
     }
 
     fn get_bytes(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {

@@ -38,7 +38,11 @@
 //! All methods block; the server calls them from a blocking thread pool.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 pub mod fs;
 pub mod memory;
@@ -158,6 +162,25 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// [`Store::swap`], except that the write may still be on its way to
+    /// durability when this returns: `Ok(None)` when the comparison failed
+    /// (nothing is written), `Ok(Some(p))` when the write is accepted, and
+    /// `p` resolves once it is durable and visible to reads, or failed.
+    /// Await it (or [`Pending::wait`]) before acknowledging the write. A
+    /// store that commits writes in batches ([`FsStore`]) lets the caller
+    /// wait without holding a thread; the default swaps, then answers a
+    /// finished [`Pending`].
+    fn swap_deferred(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<Option<Pending>, StoreError> {
+        Ok(self
+            .swap(key, expected, value)?
+            .then(|| Pending::done(Ok(()))))
+    }
+
     /// Run `work` while holding `key`'s write lock across every process
     /// sharing this store, for a write of several values that one
     /// [`Store::swap`] cannot make atomic (an append to a chunked log
@@ -240,6 +263,68 @@ pub trait Store: Send + Sync + 'static {
             }
             after = keys.last().cloned();
         }
+    }
+}
+
+/// A write accepted by [`Store::swap_deferred`]: a future of its outcome.
+pub struct Pending(PendingState);
+
+enum PendingState {
+    Done(Option<Result<(), StoreError>>),
+    Queued(Arc<dyn Completion>),
+}
+
+/// The outcome of a queued write, as a store reports it to a [`Pending`].
+/// Each outcome is taken once.
+pub trait Completion: Send + Sync {
+    /// The outcome if there is one now; otherwise `cx`'s waker is woken
+    /// when there is.
+    fn poll_done(&self, cx: &mut Context<'_>) -> Poll<Result<(), StoreError>>;
+    /// Block the calling thread until the outcome is there.
+    fn wait_done(&self) -> Result<(), StoreError>;
+}
+
+impl Pending {
+    /// An outcome known already.
+    pub fn done(result: Result<(), StoreError>) -> Self {
+        Pending(PendingState::Done(Some(result)))
+    }
+
+    /// An outcome `completion` will report.
+    pub fn queued(completion: Arc<dyn Completion>) -> Self {
+        Pending(PendingState::Queued(completion))
+    }
+
+    /// Block until the outcome is there (for callers off an executor).
+    pub fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            PendingState::Done(r) => r.unwrap_or_else(|| Err(polled_twice())),
+            PendingState::Queued(c) => c.wait_done(),
+        }
+    }
+}
+
+fn polled_twice() -> StoreError {
+    StoreError::io("", "wait", io::Error::other("write outcome taken twice"))
+}
+
+impl Future for Pending {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            PendingState::Done(r) => Poll::Ready(r.take().unwrap_or_else(|| Err(polled_twice()))),
+            PendingState::Queued(c) => c.poll_done(cx),
+        }
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            PendingState::Done(_) => "Pending(done)",
+            PendingState::Queued(_) => "Pending(queued)",
+        })
     }
 }
 

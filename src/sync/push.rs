@@ -8,7 +8,7 @@ use crate::proto::{
     request_sig,
     sanitize::{deep_sanitize, sanitized, MAX_BODY_DEPTH},
 };
-use crate::store::Store;
+use crate::store::{Pending, Store};
 
 /// JavaScript `parseInt(value, 10)`: optional whitespace and sign, then the
 /// leading digits; `None` for NaN.
@@ -158,6 +158,20 @@ pub struct Written {
 /// that wrote in between makes this push a `hash_mismatch`, never a lost
 /// update.
 pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<Written, SyncError> {
+    let (written, pending) = write_deferred(store, key, push, now_ms)?;
+    pending.wait()?;
+    Ok(written)
+}
+
+/// [`write`] through [`Store::swap_deferred`]: answers before the write is
+/// durable, with the [`Pending`] to await (still holding the key's lock)
+/// before acknowledging it.
+pub fn write_deferred(
+    store: &dyn Store,
+    key: &str,
+    push: &Push,
+    now_ms: i64,
+) -> Result<(Written, Pending), SyncError> {
     let raw = store.get(key)?;
     let current = doc::hash_of(key, raw.as_deref());
     let ok = match (&push.base_hash, &current) {
@@ -172,13 +186,14 @@ pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<W
     let data = sanitized(&push.data);
     let author = push.author.as_ref().map(|(p, s)| (p.as_str(), s.as_str()));
     let (bytes, hash) = doc::encode_hashed(&data, now_ms as f64, author);
-    if !store.swap(key, raw.as_deref(), &bytes)? {
+    let Some(pending) = store.swap_deferred(key, raw.as_deref(), &bytes)? else {
         return Err(SyncError::HashMismatch);
-    }
-    Ok(Written {
+    };
+    let written = Written {
         hash,
         ts: now_ms as f64,
-    })
+    };
+    Ok((written, pending))
 }
 
 /// A validated write of either kind, so that one store call runs both.
@@ -196,6 +211,21 @@ impl Write {
         match self {
             Write::Document(p) => write(store, key, p, now_ms),
             Write::Append(a) => super::append::append(store, key, &a.0, &a.1, now_ms),
+        }
+    }
+
+    /// [`Write::run`], answering before a document push is durable: await
+    /// the [`Pending`] (still holding the key's lock) before acknowledging.
+    /// An append is durable when this returns.
+    pub fn run_deferred(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<(Written, Option<Pending>), SyncError> {
+        match self {
+            Write::Document(p) => write_deferred(store, key, p, now_ms).map(|(w, p)| (w, Some(p))),
+            Write::Append(_) => self.run(store, key, now_ms).map(|w| (w, None)),
         }
     }
 }
