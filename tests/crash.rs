@@ -5,6 +5,9 @@
 //!   every acknowledged push must be there (same-key chains at their last
 //!   acknowledged version or a later in-flight one), every served document
 //!   must be intact, and no temp file may survive. Three kill/restart cycles.
+//! * `sixty_four_concurrent_writers_survive_sigkill`: the same with 64
+//!   concurrent writers, so that the store's group commit has full batches
+//!   (one log fsync covering many pushes) when the kill lands. Two cycles.
 //! * `corrupt_document_files_read_as_missing`: garbage in a `.~doc` file is
 //!   served as a missing document, logged, and can be overwritten with
 //!   `baseHash: ""` (documents.md §5.2, §6).
@@ -417,6 +420,7 @@ fn create_worker(
     cycle: u32,
     seed: u64,
     stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
 ) -> Outcome {
     let mut rng = Rng(seed | 1);
     let mut out = Outcome::default();
@@ -441,6 +445,7 @@ fn create_worker(
                         .push(format!("{key}: server hash {h} != local hash {hash}"));
                 }
                 out.attempts.last_mut().unwrap().acked = true;
+                acks.fetch_add(1, Ordering::SeqCst);
             }
             Push::Dead => break,
             Push::Conflict => {
@@ -461,6 +466,7 @@ fn create_worker(
 /// With `shared`, other writers update the same key: a 409 means "pull and
 /// retry"; without, a 409 is a bug. Starts from the key's current state so
 /// chains continue across restarts.
+#[allow(clippy::too_many_arguments)]
 fn chain_worker(
     port: u16,
     key: String,
@@ -469,6 +475,7 @@ fn chain_worker(
     shared: bool,
     seed: u64,
     stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
 ) -> Outcome {
     let mut rng = Rng(seed | 1);
     let mut out = Outcome::default();
@@ -509,6 +516,7 @@ fn chain_worker(
                         .push(format!("{key}: server hash {h} != local hash {hash}"));
                 }
                 out.attempts.last_mut().unwrap().acked = true;
+                acks.fetch_add(1, Ordering::SeqCst);
                 base = Some(h);
             }
             Push::Dead => break,
@@ -711,33 +719,47 @@ fn verify_disk(dir: &Path, model: &HashMap<String, KeyModel>, problems: &mut Vec
 // ---------------------------------------------------------------------------
 // Tests
 
+/// Kill/restart cycles of the append test.
 const CYCLES: u32 = 3;
-const CREATE_THREADS: usize = 5;
-const CHAIN_THREADS: usize = 3;
-const SHARED_THREADS: usize = 2;
 
-#[test]
-fn acknowledged_pushes_survive_sigkill() {
+/// How many clients of each kind push during a kill cycle.
+struct Load {
+    /// Create-only pushes of fresh keys.
+    creators: usize,
+    /// Update chains, one key each.
+    chains: usize,
+    /// Update chains all on the one key `shared` (409 means retry).
+    shared: usize,
+    /// Acknowledgements to wait for before the kill.
+    min_acks: usize,
+}
+
+/// `cycles` rounds of: `load` pushes against the real binary, SIGKILL after
+/// a random 200-500 ms (and once `load.min_acks` pushes were acknowledged),
+/// restart on the same data directory, then check every key ever pushed
+/// through pulls and on disk.
+fn kill_cycles(tag: &str, cycles: u32, load: Load) {
     let started = Instant::now();
     let seed = now_nanos() | 1;
-    eprintln!("crash test seed {seed:#x}");
+    eprintln!("{tag} crash test seed {seed:#x}");
     let mut rng = Rng(seed);
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new(tag);
     let mut model: HashMap<String, KeyModel> = HashMap::new();
     let mut server = Server::start(dir.path());
 
-    for cycle in 1..=CYCLES {
+    for cycle in 1..=cycles {
         let port = server.port;
         let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicUsize::new(0));
         let mut handles = Vec::new();
-        for t in 0..CREATE_THREADS {
-            let (stop, s) = (Arc::clone(&stop), rng.next());
+        for t in 0..load.creators {
+            let (stop, acks, s) = (Arc::clone(&stop), Arc::clone(&acks), rng.next());
             handles.push(thread::spawn(move || {
-                create_worker(port, format!("t{t}"), cycle, s, stop)
+                create_worker(port, format!("t{t}"), cycle, s, stop, acks)
             }));
         }
-        for t in 0..CHAIN_THREADS {
-            let (stop, s) = (Arc::clone(&stop), rng.next());
+        for t in 0..load.chains {
+            let (stop, acks, s) = (Arc::clone(&stop), Arc::clone(&acks), rng.next());
             handles.push(thread::spawn(move || {
                 chain_worker(
                     port,
@@ -747,18 +769,37 @@ fn acknowledged_pushes_survive_sigkill() {
                     false,
                     s,
                     stop,
+                    acks,
                 )
             }));
         }
-        for t in 0..SHARED_THREADS {
-            let (stop, s) = (Arc::clone(&stop), rng.next());
+        for t in 0..load.shared {
+            let (stop, acks, s) = (Arc::clone(&stop), Arc::clone(&acks), rng.next());
             handles.push(thread::spawn(move || {
-                chain_worker(port, "shared".into(), format!("s{t}"), cycle, true, s, stop)
+                chain_worker(
+                    port,
+                    "shared".into(),
+                    format!("s{t}"),
+                    cycle,
+                    true,
+                    s,
+                    stop,
+                    acks,
+                )
             }));
         }
 
         let delay = Duration::from_millis(200 + rng.below(301));
         thread::sleep(delay);
+        // On a loaded machine the acknowledgements can take longer than the
+        // delay: kill only once enough were acknowledged (or give up after
+        // 30 s, which the `acked > 0` check below reports).
+        let waiting = Instant::now();
+        while acks.load(Ordering::SeqCst) < load.min_acks.max(1)
+            && waiting.elapsed() < Duration::from_secs(30)
+        {
+            thread::sleep(Duration::from_millis(10));
+        }
         let alive_before_kill = server.alive();
         let old_log = server.kill();
         stop.store(true, Ordering::SeqCst);
@@ -793,9 +834,10 @@ fn acknowledged_pushes_survive_sigkill() {
         }
 
         eprintln!(
-            "cycle {cycle}: killed after {delay:?}; {} pushes sent: {} acknowledged, {} rejected \
-             (409), {} unanswered; {temps_after_kill} temp file(s) left by the kill; {landed} \
-             key(s) (all cycles) hold an unacknowledged in-flight version; {} keys verified",
+            "{tag} cycle {cycle}: killed after {delay:?}; {} pushes sent: {} acknowledged, {} \
+             rejected (409), {} unanswered; {temps_after_kill} temp file(s) left by the kill; \
+             {landed} key(s) (all cycles) hold an unacknowledged in-flight version; {} keys \
+             verified",
             stats.attempts,
             stats.acked,
             stats.rejected,
@@ -804,14 +846,37 @@ fn acknowledged_pushes_survive_sigkill() {
         );
         assert!(
             problems.is_empty(),
-            "cycle {cycle} (seed {seed:#x}): {} problem(s):\n{}",
+            "{tag} cycle {cycle} (seed {seed:#x}): {} problem(s):\n{}",
             problems.len(),
             problems.join("\n")
         );
         assert!(stats.acked > 0, "cycle {cycle}: no push was acknowledged");
     }
     drop(server);
-    eprintln!("crash test took {:?}", started.elapsed());
+    eprintln!("{tag} crash test took {:?}", started.elapsed());
+}
+
+#[test]
+fn acknowledged_pushes_survive_sigkill() {
+    let load = Load {
+        creators: 5,
+        chains: 3,
+        shared: 2,
+        min_acks: 1,
+    };
+    kill_cycles("kill", 3, load);
+}
+
+#[test]
+fn sixty_four_concurrent_writers_survive_sigkill() {
+    let load = Load {
+        creators: 52,
+        chains: 8,
+        shared: 4,
+        // Ten per writer: the kill lands in steady full batches.
+        min_acks: 640,
+    };
+    kill_cycles("kill64", 2, load);
 }
 
 #[test]

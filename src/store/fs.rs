@@ -184,6 +184,9 @@ struct Inner {
     queue: Mutex<Queue>,
     /// Signalled when the queue gets its first write or the store closes.
     work: Condvar,
+    /// Tests hold this to keep the committer from committing.
+    #[cfg(test)]
+    hold: Mutex<()>,
 }
 
 /// Writes waiting for the committer.
@@ -338,6 +341,8 @@ impl FsStore {
             bins: Mutex::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
+            #[cfg(test)]
+            hold: Mutex::new(()),
         });
         inner.scan_tree();
         let generation = inner.recover()?;
@@ -914,6 +919,10 @@ impl Committer {
                 }
                 std::mem::swap(&mut batch, &mut q.waiting);
             }
+            #[cfg(test)]
+            let inner = Arc::clone(&self.inner);
+            #[cfg(test)]
+            let _hold = lock(&inner.hold);
             let committed =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(&batch)));
             if committed.is_err() {
@@ -1342,4 +1351,306 @@ fn lock_dir(dir: &File) -> io::Result<()> {
 #[cfg(not(unix))]
 fn lock_dir(_dir: &File) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "starfish-fs-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// The generations of the log files in `dir`.
+    fn log_files(dir: &Path) -> Vec<u64> {
+        let mut g: Vec<u64> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix(LOG_PREFIX)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        g.sort_unstable();
+        g
+    }
+
+    /// A log file as a crash would leave it: `batches` of records.
+    fn crashed_log(dir: &Path, generation: u64, batches: &[&[(&str, Op<'_>)]]) -> Vec<u8> {
+        let mut out = wal::FILE_MAGIC.to_vec();
+        let mut seq = 0;
+        for batch in batches {
+            let first = seq;
+            for (key, op) in *batch {
+                wal::encode(&mut out, seq, first, key, *op).unwrap();
+                seq += 1;
+            }
+        }
+        fs::write(dir.join(format!("{LOG_PREFIX}{generation}")), &out).unwrap();
+        out
+    }
+
+    #[test]
+    fn open_replays_a_crashed_log_and_drops_its_torn_tail() {
+        let dir = Dir::new("replay");
+        // The value files the crash left: one a replayed delete removes,
+        // one a replayed put overwrites, one the log does not touch.
+        fs::create_dir_all(dir.0.join("a")).unwrap();
+        fs::write(dir.0.join("gone.~doc"), b"old").unwrap();
+        fs::write(dir.0.join("a/b.~doc"), b"old").unwrap();
+        fs::write(dir.0.join("kept.~doc"), b"kept").unwrap();
+        let mut log = crashed_log(
+            &dir.0,
+            7,
+            &[
+                &[
+                    ("a/b", Op::Doc(b"v1")),
+                    (
+                        "c/d/img",
+                        Op::Bin {
+                            media: "image/png",
+                            bytes: b"\x89PNG",
+                        },
+                    ),
+                ],
+                &[("gone", Op::Delete), ("a/b", Op::Doc(b"v2"))],
+            ],
+        );
+        // A torn last batch: half of a record that must not land.
+        let mut torn = Vec::new();
+        wal::encode(&mut torn, 4, 4, "torn", Op::Doc(b"never")).unwrap();
+        log.extend_from_slice(&torn[..torn.len() / 2]);
+        fs::write(dir.0.join(format!("{LOG_PREFIX}7")), &log).unwrap();
+
+        let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(s.get("a/b").unwrap().as_deref(), Some(&b"v2"[..]));
+        assert_eq!(
+            s.get_bytes("c/d/img").unwrap(),
+            Some((b"\x89PNG".to_vec(), "image/png".to_owned()))
+        );
+        assert_eq!(s.get("gone").unwrap(), None);
+        assert_eq!(s.get("kept").unwrap().as_deref(), Some(&b"kept"[..]));
+        assert_eq!(s.get("torn").unwrap(), None);
+        // Replayed, checkpointed and deleted; the next log is generation 8.
+        assert_eq!(log_files(&dir.0), [8]);
+        // A document written over the replayed binary value removes it.
+        s.put("c/d/img", b"{}").unwrap();
+        assert!(!dir.0.join("c/d/img.~bin").exists());
+        drop(s);
+        // A clean close leaves no log.
+        assert_eq!(log_files(&dir.0), Vec::<u64>::new());
+
+        // Replaying is idempotent: the same log again changes nothing but
+        // what it writes.
+        crashed_log(
+            &dir.0,
+            9,
+            &[&[("a/b", Op::Doc(b"v2")), ("gone", Op::Delete)]],
+        );
+        let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(s.get("a/b").unwrap().as_deref(), Some(&b"v2"[..]));
+        assert_eq!(s.get("gone").unwrap(), None);
+        assert_eq!(s.get("c/d/img").unwrap().as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn logs_replay_in_generation_order() {
+        let dir = Dir::new("order");
+        crashed_log(&dir.0, 10, &[&[("k", Op::Doc(b"newer"))]]);
+        crashed_log(
+            &dir.0,
+            9,
+            &[&[("k", Op::Doc(b"older")), ("j", Op::Doc(b"j"))]],
+        );
+        let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"newer"[..]));
+        assert_eq!(s.get("j").unwrap().as_deref(), Some(&b"j"[..]));
+        assert_eq!(log_files(&dir.0), [11]);
+    }
+
+    #[test]
+    fn a_damaged_record_before_acknowledged_ones_refuses_to_open() {
+        let dir = Dir::new("corrupt");
+        let log = crashed_log(
+            &dir.0,
+            3,
+            &[
+                &[("x", Op::Doc(b"1")), ("y", Op::Doc(b"2"))],
+                &[("z", Op::Doc(b"3"))],
+            ],
+        );
+        // Flip a byte in the body of the second record ("y"): its batch
+        // was followed by another, so it was acknowledged.
+        let mut bad = log.clone();
+        let mut first = wal::FILE_MAGIC.to_vec();
+        wal::encode(&mut first, 0, 0, "x", Op::Doc(b"1")).unwrap();
+        bad[first.len() + wal::RECORD_HEADER] ^= 0x20;
+        let path = dir.0.join(format!("{LOG_PREFIX}3"));
+        fs::write(&path, &bad).unwrap();
+
+        let err = FsStore::open(&dir.0).unwrap_err().to_string();
+        assert!(err.contains("damaged record"), "{err}");
+        assert!(err.contains(".~wal.3"), "{err}");
+        // Nothing applied, nothing deleted: the operator decides.
+        assert_eq!(fs::read(&path).unwrap(), bad);
+        assert_eq!(log_files(&dir.0), [3]);
+        assert!(!dir.0.join("x.~doc").exists());
+        // The lock was released with the failed open: moving the log
+        // aside opens the store.
+        fs::rename(&path, dir.0.join("moved-aside")).unwrap();
+        let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(s.get("z").unwrap(), None);
+    }
+
+    #[test]
+    fn logs_rotate_and_checkpoints_delete_them() {
+        let dir = Dir::new("rotate");
+        let s = FsStore::open_with(dir.0.clone(), 4096).unwrap();
+        let value = vec![b'v'; 500];
+        for i in 0..64 {
+            s.put(&format!("r/{}/{i}", i % 4), &value).unwrap();
+        }
+        // Every 8 or so writes a new log; a checkpoint thread deletes the
+        // old ones (the newest is being written).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let logs = log_files(&dir.0);
+            if logs.len() <= 2 && logs.last() > Some(&4) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "logs left: {logs:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(s);
+        assert_eq!(log_files(&dir.0), Vec::<u64>::new());
+        let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(s.list_keys("r/", None, 100).unwrap().len(), 64);
+        assert_eq!(s.get("r/3/63").unwrap(), Some(value));
+    }
+
+    #[test]
+    fn a_swap_compares_with_writes_still_queued() {
+        let dir = Dir::new("queued");
+        let s = Arc::new(FsStore::open(&dir.0).unwrap());
+        s.put("k", b"v0").unwrap();
+        // Keep the committer from committing while writes queue up.
+        let hold = lock(&s.inner.hold);
+        let put = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || s.put("k", b"v1"))
+        };
+        while s.inner.pending("k").is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // The file still holds v0, but v1 is the newest value.
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"v0"[..]));
+        assert!(s.swap_deferred("k", Some(b"v0"), b"x").unwrap().is_none());
+        assert!(s.swap_deferred("k", None, b"x").unwrap().is_none());
+        let queued = s.swap_deferred("k", Some(b"v1"), b"v2").unwrap().unwrap();
+        // A queued delete makes "no document" the newest state.
+        let deleter = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || s.delete("k"))
+        };
+        while !s
+            .inner
+            .pending("k")
+            .is_some_and(|e| matches!(e.value, Value::Delete))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let created = s.swap_deferred("k", None, b"v3").unwrap().unwrap();
+        drop(hold);
+        put.join().unwrap().unwrap();
+        // Awaited as a future and waited for by a thread alike.
+        futures_lite::future::block_on(queued).unwrap();
+        deleter.join().unwrap().unwrap();
+        created.wait().unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"v3"[..]));
+        assert!(s.inner.pending("k").is_none());
+    }
+
+    #[test]
+    fn writes_queued_during_a_commit_share_the_next_one() {
+        // 32 writers while the committer is held: at most the first write
+        // gets a batch of its own, all the others share one write and one
+        // fsync of the log.
+        let dir = Dir::new("group");
+        let s = Arc::new(FsStore::open(&dir.0).unwrap());
+        let hold = lock(&s.inner.hold);
+        let writers: Vec<_> = (0..32)
+            .map(|t| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || s.put(&format!("g/{t}"), format!("{t}").as_bytes()))
+            })
+            .collect();
+        while (0..32).any(|t| s.inner.pending(&format!("g/{t}")).is_none()) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(hold);
+        for w in writers {
+            w.join().unwrap().unwrap();
+        }
+        for t in 0..32 {
+            let got = s.get(&format!("g/{t}")).unwrap();
+            assert_eq!(got.as_deref(), Some(format!("{t}").as_bytes()));
+        }
+        let log = fs::read(dir.0.join(format!("{LOG_PREFIX}1"))).unwrap();
+        let mut batches = wal::batches(&log);
+        assert_eq!(batches.len(), 32);
+        batches.dedup();
+        assert!(batches.len() <= 2, "batches {batches:?}");
+    }
+
+    #[test]
+    fn one_store_per_directory() {
+        let dir = Dir::new("lock");
+        let first = FsStore::open(&dir.0).unwrap();
+        let err = FsStore::open(&dir.0).unwrap_err().to_string();
+        assert!(err.contains("in use"), "{err}");
+        drop(first);
+        FsStore::open(&dir.0).unwrap();
+    }
+
+    #[test]
+    fn deleting_nothing_logs_nothing() {
+        let dir = Dir::new("nothing");
+        let s = FsStore::open(&dir.0).unwrap();
+        let log = dir.0.join(format!("{LOG_PREFIX}1"));
+        let len = || fs::metadata(&log).unwrap().len();
+        let before = len();
+        s.delete("never/was").unwrap();
+        assert_eq!(len(), before);
+        s.put("now/is", b"1").unwrap();
+        assert!(len() > before);
+        let after_put = len();
+        s.delete("now/is").unwrap();
+        assert!(len() > after_put);
+        assert!(
+            !dir.0.join("now").exists(),
+            "emptied directories are pruned"
+        );
+    }
 }

@@ -143,7 +143,7 @@ pub(crate) fn scan(file: &[u8]) -> (Vec<Record<'_>>, End) {
     let mut seq = 0u64;
     while at < file.len() {
         match parse(file, at, seq) {
-            Some((record, next)) => {
+            Some((record, _, next)) => {
                 records.push(record);
                 at = next;
                 seq += 1;
@@ -183,8 +183,8 @@ fn find_later(file: &[u8], from: usize, wanted: impl Fn(u64) -> bool) -> Option<
 }
 
 /// The record starting at `at` if it is whole and good and numbered `seq`,
-/// and the offset after it.
-fn parse(file: &[u8], at: usize, seq: u64) -> Option<(Record<'_>, usize)> {
+/// its batch, and the offset after it.
+fn parse(file: &[u8], at: usize, seq: u64) -> Option<(Record<'_>, u64, usize)> {
     let head = file.get(at..at.checked_add(RECORD_HEADER)?)?;
     if head[..4] != RECORD_MAGIC {
         return None;
@@ -214,7 +214,20 @@ fn parse(file: &[u8], at: usize, seq: u64) -> Option<(Record<'_>, usize)> {
         KIND_DELETE if media.is_empty() && value.is_empty() => Op::Delete,
         _ => return None,
     };
-    Some((Record { key, op }, end))
+    Some((Record { key, op }, batch, end))
+}
+
+/// The batch of each record of a log file's contents, up to the first bad
+/// one.
+#[cfg(test)]
+pub(crate) fn batches(file: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut at = FILE_MAGIC.len();
+    while let Some((_, batch, next)) = parse(file, at, out.len() as u64) {
+        out.push(batch);
+        at = next;
+    }
+    out
 }
 
 /// CRC-32C (Castagnoli, reflected, as in iSCSI and ext4), slicing by 8.
