@@ -16,7 +16,7 @@
 //! | `a/b` | binary | `<base>/a/b.~bin`: `<media type>` `\n` `<raw bytes>` |
 //! | `a/b/c` | any | `<base>/a/b/c.~doc` / `.~bin`, next to `<base>/a/b.~doc` |
 //! | (transient) | temp | `<base>/.~tmp/t.~tmp.<pid>.<counter>` |
-//! | (log) | write-ahead log | `<base>/.~wal.<generation>` (format in [`wal`](super::wal)) |
+//! | (log) | write-ahead log | `<base>/.~wal.<generation>` (format in `store/wal.rs`) |
 //!
 //! A binary value is one file holding its media type on the first line
 //! followed by the bytes, so bytes and media type are replaced together
@@ -28,9 +28,10 @@
 //! ## Write protocol: group commit
 //!
 //! A write (`put`, `put_bytes`, `delete`, a `swap` whose comparison held)
-//! is queued for one committer thread and the caller waits. The committer
-//! takes *every* write queued while its previous round ran, and for that
-//! batch:
+//! is queued for one committer thread and the caller waits: blocked, or,
+//! through [`Store::swap_deferred`], on a [`Pending`] future, so that a
+//! push waits without holding a thread. The committer takes *every* write
+//! queued while its previous round ran, and for that batch:
 //!
 //! 1. appends one record per write (key, kind, media type, bytes, with a
 //!    checksum) to the current log file with one `write`, then one
@@ -41,7 +42,10 @@
 //!    file of the other kind (a deletion removes both and prunes
 //!    directories left empty), with no fsync. Temp files live in their
 //!    own small directory so that creating and renaming them does not
-//!    search a large document directory twice more;
+//!    search a large document directory twice more, and a document write
+//!    removes a `.~bin` only where the key holds one (the keys holding
+//!    binary values are noted by the walk at open and kept by the
+//!    committer: looking for a file that is not there costs a search too);
 //! 3. wakes the callers. A write is acknowledged only now: durable in the
 //!    log, and visible to every read (reads read the value files).
 //!
@@ -60,7 +64,10 @@
 //! close (dropping the store) commits what is queued and checkpoints
 //! everything, leaving no log behind. Off Linux and Android, where there
 //! is no `syncfs`, step 2 fsyncs each file and directory instead and the
-//! checkpoint only deletes logs.
+//! checkpoint only deletes logs. The log takes disk space besides the
+//! values: up to 16 MiB (64 MiB while a slow checkpoint runs, more if
+//! checkpoints fail and logs are kept), which `--min-free-bytes` should
+//! leave room for.
 //!
 //! **Recovery.** [`FsStore::open`] replays every log left by a crash, in
 //! generation order, before serving: each record is applied again (a
@@ -139,6 +146,8 @@ const ROTATE_BYTES: u64 = 16 << 20;
 /// While a checkpoint runs, the current log may grow to this many times
 /// [`ROTATE_BYTES`] before the committer waits for the checkpoint.
 const MAX_LOG_FACTOR: u64 = 4;
+/// The committer's batch buffer is dropped after a batch larger than this.
+const KEPT_BUFFER: usize = 4 << 20;
 /// Whether applied files are made durable by the checkpoint's `syncfs`
 /// (else each file and directory is fsynced as it is applied).
 const DEFERRED_SYNC: bool = cfg!(any(target_os = "linux", target_os = "android"));
@@ -949,16 +958,20 @@ impl Committer {
             }
         }
         if !logged.is_empty() {
-            if let Err((e, undone)) = self.log.append(&self.buf) {
+            let appended = self.log.append(&self.buf);
+            if self.buf.capacity() > KEPT_BUFFER {
+                // Do not keep the memory of an exceptionally large batch.
+                self.buf = Vec::new();
+            }
+            if let Err((e, undone)) = appended {
                 let why = format!("write-ahead log {}: {e}", self.log.generation);
                 if undone {
                     log::warn!("{why}; the batch of {} write(s) failed", logged.len());
-                    self.fail(&logged, why, false);
                 } else {
                     log::error!("{why}, and it could not be cut back; writes fail until a restart");
-                    self.fail(&logged, why, true);
                 }
-                self.fail(&refused, "value too large".into(), false);
+                logged.extend(refused);
+                self.fail(&logged, why, !undone);
                 return;
             }
             self.log.records += logged.len() as u64;
