@@ -13,7 +13,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`memory`] | [`MemoryStore`]: an in-process map, for tests and ephemeral servers |
-//! | [`fs`] | [`FsStore`]: crash-safe files under a base directory (layout in its docs) |
+//! | [`fs`] | [`FsStore`]: crash-safe files under a base directory, written through a write-ahead log with group commit (layout and protocol in its docs) |
+//! | `wal` | the write-ahead log's record format and the scan that reads it back |
 //! | [`quota`] | [`QuotaStore`]: storage quotas and a free-disk floor over any backend |
 //! | `postgres` | `PgStore`: one PostgreSQL database shared by several nodes (feature `postgres`) |
 //!
@@ -36,6 +37,9 @@
 //! `None`.
 //!
 //! All methods block; the server calls them from a blocking thread pool.
+//! [`Store::swap_deferred`] is the exception that lets a push wait for its
+//! durability without a thread: it answers once the write is accepted, with
+//! a [`Pending`] future the caller awaits before acknowledging.
 
 use std::fmt;
 use std::future::Future;

@@ -51,7 +51,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Run a store operation: on the `blocking` thread pool when the store
-/// blocks (the filesystem store fsyncs), inline otherwise (the memory store).
+/// blocks (the filesystem store reads files and waits for its group
+/// commits), inline otherwise (the memory store).
 pub async fn store_call<T: Send + 'static>(
     store: &Arc<dyn Store>,
     blocking: bool,
