@@ -2,7 +2,7 @@
 //! and counts its errors, by operation. Used only when metrics are on.
 
 use super::{Metrics, StoreOp};
-use crate::store::{Store, StoreError, StoreUsage};
+use crate::store::{SharedDoc, Store, StoreError, StoreUsage};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +32,21 @@ impl MeteredStore {
 impl Store for MeteredStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.timed(StoreOp::Get, |s| s.get(key))
+    }
+
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        self.timed(StoreOp::Get, |s| s.get_shared(key))
+    }
+
+    /// Timed as a get when it answers (a miss costs a lookup and is
+    /// followed by a timed get).
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        let start = Instant::now();
+        let r = self.inner.peek(key)?;
+        self.metrics
+            .store
+            .record(StoreOp::Get, start.elapsed(), r.is_err());
+        Some(r)
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {

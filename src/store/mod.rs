@@ -15,6 +15,8 @@
 //! | [`memory`] | [`MemoryStore`]: an in-process map, for tests and ephemeral servers |
 //! | [`fs`] | [`FsStore`]: crash-safe files under a base directory (layout in its docs) |
 //! | [`quota`] | [`QuotaStore`]: storage quotas and a free-disk floor over any backend |
+//! | [`cache`] | [`CacheStore`]: a bounded cache of hot documents in front of a store one process owns (the filesystem store) |
+//! | [`shared`] | [`SharedDoc`]: document bytes handed out without copying, with a memo of what the layer above checked |
 //! | `postgres` | `PgStore`: one PostgreSQL database shared by several nodes (feature `postgres`) |
 //!
 //! ## Keys
@@ -35,20 +37,31 @@
 //! replaces a value of the other kind; reading the other kind answers
 //! `None`.
 //!
-//! All methods block; the server calls them from a blocking thread pool.
+//! A document is read either as a copy ([`Store::get`]) or shared
+//! ([`Store::get_shared`]: a [`SharedDoc`], which a store that holds its
+//! documents in memory hands out without copying). The pull path reads
+//! shared, so the stored bytes go from the store to the socket uncopied.
+//!
+//! All methods block; the server calls them from a blocking thread pool,
+//! except [`Store::peek`], which answers only what it can without
+//! blocking (a store in memory, a cache hit) and is called inline.
 
 use std::fmt;
 use std::io;
 
+pub mod cache;
 pub mod fs;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod quota;
+pub mod shared;
 
+pub use cache::CacheStore;
 pub use fs::FsStore;
 pub use memory::MemoryStore;
 pub use quota::{QuotaLimits, QuotaStore, Refusal};
+pub use shared::SharedDoc;
 
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -132,6 +145,25 @@ pub trait Store: Send + Sync + 'static {
     /// The stored JSON document text (raw bytes as written), or `None` if
     /// the key holds no document.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`Store::get`], shared: the same bytes as a [`SharedDoc`]. A store
+    /// holding its documents in memory answers the value it holds (no
+    /// copy, and its memo is kept from one read to the next); the default
+    /// wraps what [`Store::get`] read. A wrapper must forward this to the
+    /// store it wraps, or its reads copy again.
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        Ok(self.get(key)?.map(SharedDoc::new))
+    }
+
+    /// [`Store::get_shared`] if it can be answered without blocking (the
+    /// value is in memory), `None` if answering needs I/O: then call
+    /// [`Store::get_shared`] where blocking is fine. Callers on an async
+    /// executor try this first, so a cache hit costs no hand-off to the
+    /// blocking pool. Default: `None`.
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        let _ = key;
+        None
+    }
 
     /// Store a document durably: returns only once it survives a crash or
     /// power loss. Replaces any value (document or binary) under `key`.

@@ -45,7 +45,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{binary_size, validate_key, Store, StoreError, StoreUsage};
+use super::{binary_size, validate_key, SharedDoc, Store, StoreError, StoreUsage};
 
 /// Key-hashed locks serialising the writes to one key.
 const STRIPES: usize = 64;
@@ -272,6 +272,14 @@ impl Drop for Writing<'_> {
 impl Store for QuotaStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
+    }
+
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        self.inner.get_shared(key)
+    }
+
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        self.inner.peek(key)
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
