@@ -17,7 +17,7 @@
 //! silently.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +36,7 @@ use super::framing::{
     RequestMeta,
 };
 use super::metrics::Observation;
+use super::prepared::{Piece, Prepared};
 use super::signal::Signal;
 use super::{Handler, PeerAddr, RawTarget, ServerConfig};
 
@@ -245,7 +246,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             Ok(m) => m,
             Err(e) => return Some(self.fail(e).await),
         };
-        let url = match request_url(&meta, &self.shared.local_addr.to_string()) {
+        // Only a request without Host (HTTP/1.0) names the server by its
+        // address: no formatting of it otherwise.
+        let fallback = match meta.authority {
+            Some(_) => String::new(),
+            None => self.shared.local_addr.to_string(),
+        };
+        let url = match request_url(&meta, &fallback) {
             Ok(u) => u,
             Err(e) => return Some(self.fail(e).await),
         };
@@ -541,6 +548,52 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         }
     }
 
+    /// Write all of `parts`, in order, with vectored writes, within the
+    /// write deadline. No part may be empty.
+    async fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), ConnEnd> {
+        /// Slices per write.
+        const BATCH: usize = 8;
+        let timeout = self.config().write_timeout;
+        let stream = &mut self.stream;
+        let write = async {
+            // The first part not yet written in full, and how much of it was.
+            let (mut at, mut done) = (0, 0);
+            while at < parts.len() {
+                let mut slices = [IoSlice::new(&[]); BATCH];
+                let mut n = 0;
+                for (i, part) in parts[at..].iter().take(BATCH).enumerate() {
+                    slices[i] = IoSlice::new(if i == 0 { &part[done..] } else { part });
+                    n += 1;
+                }
+                let mut written = stream.write_vectored(&slices[..n]).await?;
+                if written == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                while written > 0 {
+                    let left = parts[at].len() - done;
+                    if written < left {
+                        done += written;
+                        break;
+                    }
+                    written -= left;
+                    at += 1;
+                    done = 0;
+                }
+            }
+            stream.flush().await?;
+            Ok(true)
+        };
+        let timer = async {
+            Timer::after(timeout).await;
+            Ok(false)
+        };
+        match write.or(timer).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ConnEnd::WriteTimeout),
+            Err(e) => Err(ConnEnd::Io(e)),
+        }
+    }
+
     async fn send_continue(&mut self) -> Result<(), ConnEnd> {
         self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await
     }
@@ -592,8 +645,12 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             .await;
     }
 
-    /// Write a handler's response: its own headers, our framing headers, and
-    /// the body unless HEAD / 204 / 304.
+    /// Write a handler's response: its own headers (and those of a
+    /// [`Prepared`] answer it carries), our framing headers, and the body
+    /// unless HEAD / 204 / 304. The head is built in one buffer without
+    /// `http-types` allocations; the body follows in the same vectored
+    /// write, a prepared answer's shared pieces straight from where they
+    /// lie.
     async fn write_response(
         &mut self,
         mut res: Response,
@@ -601,18 +658,42 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         close: bool,
         keep_alive_10: bool,
     ) -> Result<(), ConnEnd> {
-        let status = res.status();
-        let code = status as u16;
+        let code = res.status() as u16;
         let bodiless = code == 204 || code == 304 || (100..200).contains(&code);
-        let mut out = format!("HTTP/1.1 {code} {}\r\n", reason_phrase(code));
-        // Snapshot the headers *before* take_body, which would otherwise add
-        // a Content-Type from the (empty) replacement body.
-        let mut fields: Vec<(String, String)> = Vec::new();
+        let prepared = Prepared::take(&mut res);
+        let body = match &prepared {
+            Some(_) => Vec::new(),
+            None => {
+                // `take_body` invents a Content-Type from the (empty)
+                // replacement body when there was none: undo that.
+                let had_content_type = res.header(CONTENT_TYPE).is_some();
+                let body = res.take_body();
+                if !had_content_type {
+                    res.remove_header(CONTENT_TYPE);
+                }
+                match body.into_bytes().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        log::error!("could not read response body: {e}");
+                        return Err(ConnEnd::Io(io::Error::other(e.to_string())));
+                    }
+                }
+            }
+        };
+        let body_len = prepared.as_ref().map_or(body.len(), Prepared::body_len);
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(&mut out, u64::from(code));
+        out.push(b' ');
+        out.extend_from_slice(reason_phrase(code).as_bytes());
+        out.extend_from_slice(b"\r\n");
         // A HEAD handler may state the length of the body it did not build.
         let stated_length = res
             .header(CONTENT_LENGTH)
-            .map(|v| v.last().as_str().to_string())
+            .map(|v| v.last().as_str())
             .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()));
+        let mut fields: Vec<(&str, &[u8])> =
+            Vec::with_capacity(8 + prepared.as_ref().map_or(0, |p| p.headers().len()));
         for (name, values) in res.iter() {
             let n = name.as_str();
             if n == CONTENT_LENGTH.as_str()
@@ -626,47 +707,87 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 continue;
             }
             for v in values.iter() {
-                if !is_field_value(v.as_str()) {
+                if !is_field_value(v.as_str().as_bytes()) {
                     log::warn!("dropping invalid value of response header {n}");
                     continue;
                 }
-                fields.push((n.to_string(), v.as_str().to_string()));
+                fields.push((n, v.as_str().as_bytes()));
             }
         }
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(p) = &prepared {
+            let from_handler = fields.len();
+            for (n, v) in p.headers() {
+                // A wrapper's header replaces a prepared one (insert_header).
+                if fields[..from_handler].iter().any(|(f, _)| f == n) {
+                    continue;
+                }
+                if !is_token(n) || !is_field_value(v.bytes()) {
+                    log::warn!("dropping invalid prepared response header {n:?}");
+                    continue;
+                }
+                fields.push((n, v.bytes()));
+            }
+        }
+        fields.sort_by(|a, b| a.0.cmp(b.0));
         for (n, v) in &fields {
-            out.push_str(n);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
         }
-        let body = match res.take_body().into_bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                log::error!("could not read response body: {e}");
-                return Err(ConnEnd::Io(io::Error::other(e.to_string())));
-            }
-        };
         if !bodiless {
-            let length = match stated_length {
-                Some(stated) if is_head && body.is_empty() => stated,
-                _ => body.len().to_string(),
-            };
-            out.push_str(&format!("content-length: {length}\r\n"));
+            out.extend_from_slice(b"content-length: ");
+            match stated_length {
+                Some(stated) if is_head && body_len == 0 => {
+                    out.extend_from_slice(stated.as_bytes())
+                }
+                _ => push_decimal(&mut out, body_len as u64),
+            }
+            out.extend_from_slice(b"\r\n");
         }
         if close {
-            out.push_str("connection: close\r\n");
+            out.extend_from_slice(b"connection: close\r\n");
         } else if keep_alive_10 {
             // HTTP/1.0 clients assume close unless told otherwise.
-            out.push_str("connection: keep-alive\r\n");
+            out.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        if !bodiless && !is_head {
-            bytes.extend_from_slice(&body);
+        out.extend_from_slice(b"\r\n");
+        drop(fields);
+        if bodiless || is_head {
+            return self.write(&out).await;
         }
-        self.write(&bytes).await
+        let Some(p) = &prepared else {
+            if body.is_empty() {
+                return self.write(&out).await;
+            }
+            return self.write_parts(&[&out, &body]).await;
+        };
+        // The pieces before the first shared one go into the head's
+        // buffer; the rest are written from where they are.
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(p.body_pieces().len() + 1);
+        let mut pieces = p.body_pieces().iter().peekable();
+        while let Some(piece) = pieces.next_if(|x| !x.is_shared()) {
+            out.extend_from_slice(piece.bytes());
+        }
+        parts.push(&out);
+        parts.extend(pieces.map(Piece::bytes).filter(|b| !b.is_empty()));
+        self.write_parts(&parts).await
     }
+}
+
+/// The decimal digits of `n`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// `now + d`, saturating far in the future for huge configured durations.
@@ -693,8 +814,8 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_field_value(s: &str) -> bool {
-    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+fn is_field_value(s: &[u8]) -> bool {
+    s.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// The reason phrase Node's `http` module sends for a status code. Ours,

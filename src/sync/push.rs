@@ -158,8 +158,8 @@ pub struct Written {
 /// that wrote in between makes this push a `hash_mismatch`, never a lost
 /// update.
 pub fn write(store: &dyn Store, key: &str, push: &Push, now_ms: i64) -> Result<Written, SyncError> {
-    let raw = store.get(key)?;
-    let current = doc::hash_of(key, raw.as_deref());
+    let raw = store.get_shared(key)?;
+    let current = doc::hash_of_shared(key, raw.as_ref());
     let ok = match (&push.base_hash, &current) {
         (None, None) => true,
         (None, Some(_)) => false,
