@@ -232,6 +232,7 @@ async fn serve_with<H: Handler>(
         handler,
         config,
         local_addr,
+        local_text: local_addr.to_string(),
         shutdown: Signal::default(),
         drained: Signal::default(),
         active: AtomicUsize::new(0),
