@@ -229,17 +229,19 @@ impl Service {
     }
 
     async fn serve(&self, mut req: Request) -> Response {
-        let method = req.method().to_string().to_ascii_uppercase();
-        let url = req.url().clone();
-        let path = url.path().to_owned();
-        let action = match self.router.route(&method, &path) {
+        let mut method = req.method().to_string();
+        method.make_ascii_uppercase();
+        // The body first, so the URL can be borrowed rather than copied.
+        let body = take_body_bytes(&mut req).await;
+        let url = req.url();
+        let path = url.path();
+        let action = match self.router.route(&method, path) {
             Some(a) => a,
             None => return not_found(),
         };
-        let body = take_body_bytes(&mut req).await;
         let path_and_query = match url.query() {
             Some(q) if !q.is_empty() => format!("{path}?{q}"),
-            _ => path.clone(),
+            _ => path.to_owned(),
         };
         let host = normalize_host(
             req.header(http_types::headers::HOST)
