@@ -704,10 +704,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             Vec::with_capacity(8 + prepared.as_ref().map_or(0, |p| p.headers().len()));
         for (name, values) in res.iter() {
             let n = name.as_str();
-            if n == CONTENT_LENGTH.as_str()
-                || n == TRANSFER_ENCODING.as_str()
-                || n == CONNECTION.as_str()
-            {
+            if is_framing_field(n) {
                 continue;
             }
             if !is_token(n) {
@@ -725,8 +722,9 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         if let Some(p) = &prepared {
             let from_handler = fields.len();
             for (n, v) in p.headers() {
-                // A wrapper's header replaces a prepared one (insert_header).
-                if fields[..from_handler].iter().any(|(f, _)| f == n) {
+                // A wrapper's header replaces a prepared one (insert_header);
+                // the framing fields are ours.
+                if is_framing_field(n) || fields[..from_handler].iter().any(|(f, _)| f == n) {
                     continue;
                 }
                 if !is_token(n) || !is_field_value(v.bytes()) {
@@ -860,6 +858,13 @@ fn asks_close(res: &Response) -> bool {
                 .any(|t| t.trim().eq_ignore_ascii_case("close"))
         })
     })
+}
+
+/// The fields the connection writes itself (a handler's are dropped).
+fn is_framing_field(lower_name: &str) -> bool {
+    lower_name == CONTENT_LENGTH.as_str()
+        || lower_name == TRANSFER_ENCODING.as_str()
+        || lower_name == CONNECTION.as_str()
 }
 
 fn is_token(s: &str) -> bool {

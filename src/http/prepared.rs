@@ -72,7 +72,8 @@ impl Prepared {
 
     /// Add a header field. `name` must be a lowercase token and the value
     /// visible ASCII (the connection drops a field that is not, as it does
-    /// any handler header).
+    /// any handler header); `content-length`, `transfer-encoding` and
+    /// `connection` are the connection's own and are dropped.
     pub fn header(&mut self, name: &'static str, value: Piece) -> &mut Self {
         self.headers.push((name, value));
         self
@@ -129,7 +130,9 @@ impl Prepared {
             res.remove_header("content-type");
         }
         for (name, value) in &p.headers {
-            if res.header(*name).is_none() {
+            // The framing fields are the connection's (dropped there too).
+            let framing = matches!(*name, "content-length" | "transfer-encoding" | "connection");
+            if !framing && res.header(*name).is_none() {
                 res.insert_header(*name, String::from_utf8_lossy(value.bytes()).as_ref());
             }
         }
