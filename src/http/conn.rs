@@ -15,6 +15,13 @@
 //! While it waits for a request head the connection may be chosen to make
 //! room for a new one ([`admission`](super::admission)); it is then closed
 //! silently.
+//!
+//! A response is written as one head buffer (status line, the handler's
+//! fields as borrowed slices in name order, our framing fields; no
+//! `http-types` header map is built and nothing is formatted) followed by
+//! the body in the same vectored write. A [`Prepared`] answer's fields join
+//! the handler's, and its body pieces are written from where they lie: a
+//! stored document's bytes are never copied on their way to the socket.
 
 use std::fmt;
 use std::io::{self, IoSlice};

@@ -52,6 +52,13 @@
 //! header set by the handler is replaced by ours (`Connection: close` from a
 //! handler closes the connection). Headers are written in name order.
 //!
+//! A handler may instead return a bare `Response` carrying a [`Prepared`]
+//! answer (its fields and body as pieces, some shared with the store): the
+//! same rules apply, the prepared fields written together with the
+//! response's own, a response field replacing a prepared one of the same
+//! name. [`Prepared::materialize`] gives the plain `Response` for callers of
+//! a handler outside this layer.
+//!
 //! Note that `http_types::Response::set_body` copies the body's mime into
 //! `Content-Type` when none is set: a handler that wants no `Content-Type`
 //! must remove it after setting the body. The server itself never adds one to

@@ -3,6 +3,12 @@
 //! It holds no business rule of its own; it only wires the router, the
 //! auth resolver, [`crate::sync`] and the store together, and turns results
 //! into responses through [`super::response`].
+//!
+//! A plain pull of a document stored in our own envelope (no keyring, no
+//! field filtering, no `ttlMs`) is answered from the stored bytes: from
+//! [`Store::peek`] when the value is in memory (no hand-off to the blocking
+//! pool), as a [`Prepared`] answer whose ETag and `data` are ranges of the
+//! stored value (see `spliced_pull`).
 
 use super::client_ip::{client_ip, TrustedProxies};
 use super::response::{self, json_ok, json_status, not_found, Failure};

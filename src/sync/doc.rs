@@ -3,6 +3,13 @@
 //! Documents are stored as the official server stores them,
 //! `{"v":1,"data":{…},"ts":<ms>,"hash":"<hex>"[,"authorPubkey","authorSignature"]}`,
 //! so a data directory can move between implementations.
+//!
+//! A pull of such an envelope is not parsed: [`Envelope`] checks the stored
+//! bytes once (valid JSON data, integer `ts`, 64-hex hash) and remembers
+//! where `data` and the hash are in the stored value's memo
+//! ([`SharedDoc::memo`]), so the answer is spliced from the stored bytes
+//! ([`PULL_ANSWER_HEAD`], the data, [`pull_answer_tail`]) with the same bytes
+//! the parse-and-print path ([`pull_answer`]) gives.
 
 use crate::proto::json::{self, Object, Value};
 use crate::store::{SharedDoc, Store, StoreError};
