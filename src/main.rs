@@ -67,6 +67,10 @@ Options for serve:
                           documents and binary values (default: no limit)
   --min-free-bytes N      refuse writes (507) that would leave less than N bytes
                           free on the data directory's filesystem (default: off)
+  --cache-bytes N         filesystem store: keep up to N bytes of hot documents in
+                          memory, so their pulls read no file and wait for no
+                          thread (default 4194304; 0: off; ignored for
+                          --memory and --store)
   --cap-cache N           verified cap-certs remembered (default 1024; 0 disables)
   --nonce-max-entries N   live replay nonces kept in total (default 100000)
   --nonce-per-signer N    live nonces per signing key (default 4096)
@@ -204,6 +208,7 @@ fn parse_serve(args: Vec<String>) -> Result<(ServeOptions, Option<log::LevelFilt
             "--max-store-bytes" => opts.quota.max_bytes = Some(number(&mut args, &a)?),
             "--max-documents" => opts.quota.max_documents = Some(number(&mut args, &a)?),
             "--min-free-bytes" => opts.quota.min_free_bytes = Some(number(&mut args, &a)?),
+            "--cache-bytes" => opts.cache_bytes = number(&mut args, &a)?,
             "--cap-cache" => opts.auth.verified_cap_cache = number(&mut args, &a)?,
             "--nonce-max-entries" => opts.auth.nonce.max_entries = number(&mut args, &a)?,
             "--nonce-per-signer" => opts.auth.nonce.per_signer_limit = number(&mut args, &a)?,

@@ -19,7 +19,7 @@ use crate::http::{serve_on, Handler, Middleware, ServerConfig};
 use crate::metrics::{MeteredStore, Metrics};
 use crate::replica::{ReplicaManager, ReplicaPlugin, SchedulerOptions};
 use crate::store::quota::{self, QuotaLimits, QuotaStore};
-use crate::store::{FsStore, MemoryStore, Store, StoreError};
+use crate::store::{CacheStore, FsStore, MemoryStore, Store, StoreError};
 use crate::sync::config_endpoint::ConfigEndpoint;
 use crate::sync::rate_limit::DEFAULT_MAX_BUCKETS;
 use crate::sync::ttl::{SweepPlan, Sweeper, DEFAULT_SWEEP_INTERVAL};
@@ -91,6 +91,11 @@ pub struct ServeOptions {
     /// Storage quotas and the free-disk floor (`--max-store-bytes`,
     /// `--max-documents`, `--min-free-bytes`); all off by default.
     pub quota: QuotaLimits,
+    /// Budget of the hot-document cache in front of the filesystem store
+    /// (`--cache-bytes`, [`CacheStore`]); 0 turns it off. Not used for the
+    /// memory store (already in memory) nor PostgreSQL (written by other
+    /// nodes too).
+    pub cache_bytes: usize,
 }
 
 /// What ends a listener's `serve_on` (one type for the main and the
@@ -140,6 +145,7 @@ impl Default for ServeOptions {
             config_endpoint: None,
             ttl_sweep: Some(DEFAULT_SWEEP_INTERVAL),
             quota: QuotaLimits::default(),
+            cache_bytes: crate::store::cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -246,13 +252,25 @@ impl Server {
         let mut shared_revocations: Option<
             Arc<dyn crate::auth::revocation_shared::RevocationLedger>,
         > = None;
+        // The hot-document cache, in front of the filesystem store only.
+        let mut cache: Option<Arc<CacheStore>> = None;
         let (store, blocking, store_desc): (Arc<dyn Store>, bool, String) = match &opts.store {
             StoreChoice::Memory => (Arc::new(MemoryStore::new()), false, "memory".into()),
-            StoreChoice::Dir(d) => (
-                Arc::new(FsStore::open(d).map_err(ServeError::Store)?),
-                true,
-                format!("filesystem {}", d.display()),
-            ),
+            StoreChoice::Dir(d) => {
+                let fs: Arc<dyn Store> = Arc::new(FsStore::open(d).map_err(ServeError::Store)?);
+                let desc = format!("filesystem {}", d.display());
+                if opts.cache_bytes == 0 {
+                    (fs, true, desc)
+                } else {
+                    let c = Arc::new(CacheStore::new(fs, opts.cache_bytes));
+                    cache = Some(c.clone());
+                    let desc = format!(
+                        "{desc}, {} document cache",
+                        human_bytes(opts.cache_bytes as u64)
+                    );
+                    (c, true, desc)
+                }
+            }
             #[cfg(feature = "postgres")]
             StoreChoice::Postgres(url) => {
                 let pg =
@@ -269,6 +287,9 @@ impl Server {
             .metrics
             .on()
             .then(|| Arc::new(Metrics::with_mount(&mount)));
+        if let (Some(m), Some(c)) = (&metrics, &cache) {
+            register_cache_gauges(m, c);
+        }
         let store: Arc<dyn Store> = match &metrics {
             Some(m) => Arc::new(MeteredStore::new(store, m.clone())),
             None => store,
@@ -726,6 +747,34 @@ fn register_auth_gauges(metrics: &Metrics, resolver: &Arc<CapResolver>) {
         "starfish_auth_cap_cache_entries",
         "Verified cap-certs remembered.",
         move || r.cap_cache_len() as u64,
+    );
+}
+
+/// The hot-document cache's figures, read at scrape time.
+fn register_cache_gauges(metrics: &Metrics, cache: &Arc<CacheStore>) {
+    let c = cache.clone();
+    metrics.gauge_fn(
+        "starfish_store_cache_bytes",
+        "Bytes of documents (with keys and bookkeeping) held by the hot-document cache.",
+        move || c.stats().bytes,
+    );
+    let c = cache.clone();
+    metrics.gauge_fn(
+        "starfish_store_cache_entries",
+        "Documents held by the hot-document cache.",
+        move || c.stats().entries,
+    );
+    let c = cache.clone();
+    metrics.gauge_fn(
+        "starfish_store_cache_hits",
+        "Document reads answered by the hot-document cache since start-up.",
+        move || c.stats().hits,
+    );
+    let c = cache.clone();
+    metrics.gauge_fn(
+        "starfish_store_cache_misses",
+        "Document reads the hot-document cache passed to the filesystem since start-up.",
+        move || c.stats().misses,
     );
 }
 

@@ -9,9 +9,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use starfish::http::{
-    serve, take_body_bytes, BoxFuture, Handler, PeerAddr, RawTarget, Request, Response,
-    ServerConfig, StatusCode,
+    serve, take_body_bytes, BoxFuture, Handler, PeerAddr, Piece, Prepared, RawTarget, Request,
+    Response, ServerConfig, StatusCode,
 };
+use starfish::store::SharedDoc;
 
 #[derive(Default)]
 struct Echo {
@@ -48,6 +49,7 @@ impl Handler for Echo {
                 "/close" => {
                     res.insert_header("connection", "close");
                 }
+                "/prepared" | "/prepared-big" => return prepared(&raw),
                 _ => {}
             }
             let ct = req
@@ -78,6 +80,30 @@ impl Handler for Echo {
             res
         })
     }
+}
+
+/// A `Prepared` answer: `<` + n bytes of a shared document + `>`, its
+/// ETag a range of the same document, and headers put on the response
+/// by "a wrapper" (one of them replacing the prepared ETag).
+fn prepared(raw: &str) -> Response {
+    let n = if raw == "/prepared" { 10 } else { 300_000 };
+    let mut bytes = b"\"tag\"".to_vec();
+    bytes.extend((0..n).map(|i| b'a' + (i % 26) as u8));
+    let doc = SharedDoc::new(bytes);
+    let mut p = Prepared::with_capacity(4, 3);
+    p.header("content-type", Piece::Static(b"text/plain"))
+        .header("etag", Piece::Shared(doc.clone(), 0..5))
+        .header("content-length", Piece::Static(b"1"))
+        .header("x-from", Piece::Owned(b"prepared".to_vec()));
+    p.body(Piece::Static(b"<"))
+        .body(Piece::Shared(doc, 5..5 + n))
+        .body(Piece::Owned(b">".to_vec()));
+    let mut res = p.into_response(StatusCode::Ok);
+    res.insert_header("x-wrapper", "1");
+    if raw == "/prepared" {
+        res.insert_header("etag", "\"wrapper\"");
+    }
+    res
 }
 
 struct TestServer {
@@ -844,4 +870,44 @@ fn max_requests_per_connection_closes_after_the_last() {
     assert!(r.closes());
     // The third pipelined request is not answered.
     assert!(c.is_closed());
+}
+
+#[test]
+fn prepared_answers_are_written_from_their_pieces() {
+    let srv = TestServer::start(small_config());
+    let mut c = srv.connect();
+    // Pipelined: GET, HEAD and a large one (written in several vectored
+    // writes), answered in order.
+    let mut reqs = get("/prepared");
+    reqs.push_str("HEAD /prepared HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    reqs.push_str(&get("/prepared-big"));
+    c.send(reqs.as_bytes());
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\netag: \"wrapper\"\r\nx-from: prepared\r\nx-wrapper: 1\r\ncontent-length: 12\r\n\r\n";
+    let got = c.read_exact_buf(head.len() + 12);
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        format!("{head}<abcdefghij>"),
+        "head fields in name order, the wrapper's ETag, ours for the length"
+    );
+    let got = c.read_exact_buf(head.len());
+    assert_eq!(String::from_utf8(got).unwrap(), head, "HEAD: no body");
+    let r = c.response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("etag"), Some("\"tag\""));
+    assert_eq!(r.body.len(), 300_002);
+    let expected: String = (0..300_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    assert_eq!(r.body, format!("<{expected}>"));
+    assert!(!r.closes());
+    // A materialised copy carries the same headers and body.
+    let res = Prepared::materialize(prepared("/prepared"));
+    assert_eq!(res["etag"].as_str(), "\"wrapper\"");
+    assert_eq!(res["x-from"].as_str(), "prepared");
+    assert!(res.header("content-length").is_none());
+    let body = futures_lite::future::block_on(async move {
+        let mut res = res;
+        res.body_string().await.unwrap()
+    });
+    assert_eq!(body, "<abcdefghij>");
 }

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 mod common;
 #[cfg(feature = "postgres")]
 use common::pg;
-use starfish::store::{validate_key, FsStore, MemoryStore, Store, StoreError};
+use starfish::store::{validate_key, CacheStore, FsStore, MemoryStore, Store, StoreError};
 
 /// A unique directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -44,13 +44,17 @@ impl Drop for TempDir {
     }
 }
 
-/// Run `f` against a fresh memory store and a fresh filesystem store (and,
-/// built with the `postgres` feature, a fresh PostgreSQL database).
+/// Run `f` against a fresh memory store and a fresh filesystem store, the
+/// latter also behind the hot-document cache (and, built with the
+/// `postgres` feature, a fresh PostgreSQL database).
 fn both(tag: &str, f: impl Fn(&dyn Store)) {
     f(&MemoryStore::new());
     let dir = TempDir::new(tag);
     let store = FsStore::open(dir.path().join("data")).unwrap();
     f(&store);
+    let cached = TempDir::new(tag);
+    let fs = Arc::new(FsStore::open(cached.path().join("data")).unwrap());
+    f(&CacheStore::new(fs, 1 << 20));
     #[cfg(feature = "postgres")]
     f(&pg::fresh(tag));
 }
@@ -382,6 +386,66 @@ fn concurrent_writers_never_tear_fs() {
                 stack.push(e.path());
             }
         }
+    }
+}
+
+#[test]
+fn concurrent_writers_never_tear_cached_fs() {
+    let dir = TempDir::new("hammer-cached");
+    let fs = Arc::new(FsStore::open(dir.path()).unwrap());
+    hammer(Arc::new(CacheStore::new(fs, 1 << 20)));
+}
+
+/// Rounds of concurrent writes (puts, swaps, deletes) to one key while
+/// readers keep filling the cache; after each round the cache answers
+/// exactly what the store holds.
+#[test]
+fn the_cache_agrees_with_the_store_after_racing_writes() {
+    let dir = TempDir::new("cache-race");
+    let fs: Arc<dyn Store> = Arc::new(FsStore::open(dir.path()).unwrap());
+    let cache = Arc::new(CacheStore::new(fs.clone(), 1 << 20));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (c, stop) = (cache.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(v) = c.get_shared("k").unwrap() {
+                        check_whole(&v);
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..60u8 {
+        let writers: Vec<_> = (0..3u8)
+            .map(|w| {
+                let c = cache.clone();
+                std::thread::spawn(move || {
+                    let v = value_for(1 + (round % 80) * 3 + w);
+                    match (round + w) % 5 {
+                        0..=2 => c.put("k", &v).unwrap(),
+                        3 => {
+                            let cur = c.get("k").unwrap();
+                            c.swap("k", cur.as_deref(), &v).unwrap();
+                        }
+                        _ => c.delete("k").unwrap(),
+                    }
+                })
+            })
+            .collect();
+        for h in writers {
+            h.join().unwrap();
+        }
+        assert_eq!(
+            cache.get("k").unwrap(),
+            fs.get("k").unwrap(),
+            "cache and store disagree after round {round}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in readers {
+        h.join().unwrap();
     }
 }
 

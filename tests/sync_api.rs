@@ -64,6 +64,13 @@ fn server() -> TestServer {
     Setup::new(CONFIG).start()
 }
 
+/// A server without the hot-document cache, for tests that change stored
+/// files behind its back (which a running server with the cache does not
+/// see until the document is written through it or evicted).
+fn server_without_cache() -> TestServer {
+    Setup::new(CONFIG).tweak(|o| o.cache_bytes = 0).start()
+}
+
 /// The empty pull answer.
 const EMPTY: &str = r#"{"data":{},"hash":"","timestamp":{TS}}"#;
 /// documents.md §2.5: sha256 of `{"theme":"dark"}`.
@@ -780,7 +787,7 @@ fn optimistic_concurrency_table() {
 
 #[test]
 fn a_corrupt_stored_document_reads_as_missing_and_is_overwritten_only_with_empty_base_hash() {
-    let s = server();
+    let s = server_without_cache();
     // Lay a corrupt value at key pub/bad in the filesystem store.
     push_ok(&s, "/v1/push/pub/bad", &push_body("{}", None));
     let file = s.data_dir.join("pub").join("bad.~doc");
@@ -1929,7 +1936,7 @@ fn documents_from_foreign_writers_without_hash() {
     // `hash` key at all (the JS value is `undefined`). The same holds for
     // batch entries, bundle members and the keyring sibling, which all copy
     // `parsed.hash` (official route-builder.js / helpers.js).
-    let s = server();
+    let s = server_without_cache();
     let foreign = br#"{"v":1,"data":{"a":1},"ts":5}"#;
     push_ok(&s, "/v1/push/kr/foreign", &push_body("{}", None));
     push_ok(&s, "/v1/push/kr/foreign/_keyring", &push_body("{}", None));
@@ -2178,4 +2185,48 @@ fn root_only_needs_a_self_signed_root_device_cap() {
     )
     .send(&s);
     r.assert_json_ts(200, EMPTY, now_ms() - 5000);
+}
+
+#[test]
+fn the_document_cache_serves_pulls_and_follows_every_write() {
+    // The test servers run the filesystem store with the default
+    // --cache-bytes: a pulled (or pushed) document is answered from memory.
+    let s = Setup::new(CONFIG)
+        .tweak(|o| o.metrics.enabled = true)
+        .start();
+    push_ok(&s, "/v1/push/pub/hot", &push_body(DARK, None));
+    let t0 = now_ms();
+    let first = s.get("/v1/pull/pub/hot");
+    first.assert_json_ts(
+        200,
+        &format!(r#"{{"data":{DARK},"hash":"{DARK_HASH}","timestamp":{{TS}}}}"#),
+        t0,
+    );
+    // Changed behind the server's back: the cached value is still served,
+    // so the pull read no file.
+    std::fs::write(s.data_dir.join("pub/hot.~doc"), b"{not json").unwrap();
+    let cached = s.get("/v1/pull/pub/hot");
+    assert_eq!(cached.header("etag"), first.header("etag"));
+    assert!(cached.text().contains(DARK));
+    // A write through the server replaces it (the push compares with the
+    // cached value, and the store's swap with the file: the corrupt file
+    // hashes to "", so only an empty base hash matches it now).
+    s.post_json("/v1/push/pub/hot", &push_body("{}", Some(DARK_HASH)))
+        .assert_error(409, "hash_mismatch");
+    push_ok(&s, "/v1/push/pub/hot", &push_body("{}", Some("")));
+    s.get("/v1/pull/pub/hot").assert_json_ts(
+        200,
+        &format!(r#"{{"data":{{}},"hash":"{EMPTY_OBJ_HASH}","timestamp":{{TS}}}}"#),
+        t0,
+    );
+    let metrics = s.get("/metrics").text();
+    let figure = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(figure("starfish_store_cache_hits") >= 2, "{metrics}");
+    assert_eq!(figure("starfish_store_cache_entries"), 1, "{metrics}");
+    assert!(figure("starfish_store_cache_bytes") > 0, "{metrics}");
 }

@@ -15,9 +15,16 @@
 //! While it waits for a request head the connection may be chosen to make
 //! room for a new one ([`admission`](super::admission)); it is then closed
 //! silently.
+//!
+//! A response is written as one head buffer (status line, the handler's
+//! fields as borrowed slices in name order, our framing fields; no
+//! `http-types` header map is built and nothing is formatted) followed by
+//! the body in the same vectored write. A [`Prepared`] answer's fields join
+//! the handler's, and its body pieces are written from where they lie: a
+//! stored document's bytes are never copied on their way to the socket.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +43,7 @@ use super::framing::{
     RequestMeta,
 };
 use super::metrics::Observation;
+use super::prepared::{Piece, Prepared};
 use super::signal::Signal;
 use super::{Handler, PeerAddr, RawTarget, ServerConfig};
 
@@ -55,6 +63,8 @@ pub(crate) struct Shared<H> {
     pub(crate) handler: Arc<H>,
     pub(crate) config: ServerConfig,
     pub(crate) local_addr: SocketAddr,
+    /// `local_addr` as text, formatted once.
+    pub(crate) local_text: String,
     /// Raised when the server stops accepting.
     pub(crate) shutdown: Signal,
     /// Raised when the last connection ends after `shutdown`.
@@ -245,7 +255,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             Ok(m) => m,
             Err(e) => return Some(self.fail(e).await),
         };
-        let url = match request_url(&meta, &self.shared.local_addr.to_string()) {
+        // Only a request without Host (HTTP/1.0) names the server by its
+        // address: no formatting of it otherwise.
+        let fallback = match meta.authority {
+            Some(_) => String::new(),
+            None => self.shared.local_addr.to_string(),
+        };
+        let url = match request_url(&meta, &fallback) {
             Ok(u) => u,
             Err(e) => return Some(self.fail(e).await),
         };
@@ -440,9 +456,12 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
     ) -> Request {
         let mut req = Request::new(meta.method, url);
         // `set_body` copies the body's mime into Content-Type: undo that, the
-        // handler must see only the headers that were sent.
-        req.set_body(Body::from_bytes(body));
-        req.remove_header(CONTENT_TYPE);
+        // handler must see only the headers that were sent. (A new request's
+        // body is already empty.)
+        if !body.is_empty() {
+            req.set_body(Body::from_bytes(body));
+            req.remove_header(CONTENT_TYPE);
+        }
         for (name, value) in &head.headers {
             // Names are tokens and values visible ASCII (checked by
             // parse_head), so these conversions cannot fail.
@@ -458,8 +477,11 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         } else {
             Version::Http1_1
         }));
-        req.set_peer_addr(Some(self.peer));
-        req.set_local_addr(Some(self.shared.local_addr));
+        // http-types keeps both as text: ours, without `fmt` (a cost seen
+        // in profiles of small pulls).
+        let mut text = AddrText::default();
+        req.set_peer_addr(Some(text.of(self.peer)));
+        req.set_local_addr(Some(self.shared.local_text.as_str()));
         req.ext_mut().insert(RawTarget(meta.path_and_query.clone()));
         req.ext_mut().insert(PeerAddr(self.peer));
         req
@@ -541,6 +563,52 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         }
     }
 
+    /// Write all of `parts`, in order, with vectored writes, within the
+    /// write deadline. No part may be empty.
+    async fn write_parts(&mut self, parts: &[&[u8]]) -> Result<(), ConnEnd> {
+        /// Slices per write.
+        const BATCH: usize = 8;
+        let timeout = self.config().write_timeout;
+        let stream = &mut self.stream;
+        let write = async {
+            // The first part not yet written in full, and how much of it was.
+            let (mut at, mut done) = (0, 0);
+            while at < parts.len() {
+                let mut slices = [IoSlice::new(&[]); BATCH];
+                let mut n = 0;
+                for (i, part) in parts[at..].iter().take(BATCH).enumerate() {
+                    slices[i] = IoSlice::new(if i == 0 { &part[done..] } else { part });
+                    n += 1;
+                }
+                let mut written = stream.write_vectored(&slices[..n]).await?;
+                if written == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                while written > 0 {
+                    let left = parts[at].len() - done;
+                    if written < left {
+                        done += written;
+                        break;
+                    }
+                    written -= left;
+                    at += 1;
+                    done = 0;
+                }
+            }
+            stream.flush().await?;
+            Ok(true)
+        };
+        let timer = async {
+            Timer::after(timeout).await;
+            Ok(false)
+        };
+        match write.or(timer).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ConnEnd::WriteTimeout),
+            Err(e) => Err(ConnEnd::Io(e)),
+        }
+    }
+
     async fn send_continue(&mut self) -> Result<(), ConnEnd> {
         self.write(b"HTTP/1.1 100 Continue\r\n\r\n").await
     }
@@ -592,8 +660,12 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             .await;
     }
 
-    /// Write a handler's response: its own headers, our framing headers, and
-    /// the body unless HEAD / 204 / 304.
+    /// Write a handler's response: its own headers (and those of a
+    /// [`Prepared`] answer it carries), our framing headers, and the body
+    /// unless HEAD / 204 / 304. The head is built in one buffer without
+    /// `http-types` allocations; the body follows in the same vectored
+    /// write, a prepared answer's shared pieces straight from where they
+    /// lie.
     async fn write_response(
         &mut self,
         mut res: Response,
@@ -601,24 +673,45 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         close: bool,
         keep_alive_10: bool,
     ) -> Result<(), ConnEnd> {
-        let status = res.status();
-        let code = status as u16;
+        let code = res.status() as u16;
         let bodiless = code == 204 || code == 304 || (100..200).contains(&code);
-        let mut out = format!("HTTP/1.1 {code} {}\r\n", reason_phrase(code));
-        // Snapshot the headers *before* take_body, which would otherwise add
-        // a Content-Type from the (empty) replacement body.
-        let mut fields: Vec<(String, String)> = Vec::new();
+        let prepared = Prepared::take(&mut res);
+        let body = match &prepared {
+            Some(_) => Vec::new(),
+            None => {
+                // `take_body` invents a Content-Type from the (empty)
+                // replacement body when there was none: undo that.
+                let had_content_type = res.header(CONTENT_TYPE).is_some();
+                let body = res.take_body();
+                if !had_content_type {
+                    res.remove_header(CONTENT_TYPE);
+                }
+                match body.into_bytes().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        log::error!("could not read response body: {e}");
+                        return Err(ConnEnd::Io(io::Error::other(e.to_string())));
+                    }
+                }
+            }
+        };
+        let body_len = prepared.as_ref().map_or(body.len(), Prepared::body_len);
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(&mut out, u64::from(code));
+        out.push(b' ');
+        out.extend_from_slice(reason_phrase(code).as_bytes());
+        out.extend_from_slice(b"\r\n");
         // A HEAD handler may state the length of the body it did not build.
         let stated_length = res
             .header(CONTENT_LENGTH)
-            .map(|v| v.last().as_str().to_string())
+            .map(|v| v.last().as_str())
             .filter(|v| !v.is_empty() && v.len() <= 19 && v.bytes().all(|b| b.is_ascii_digit()));
+        let mut fields: Vec<(&str, &[u8])> =
+            Vec::with_capacity(8 + prepared.as_ref().map_or(0, |p| p.headers().len()));
         for (name, values) in res.iter() {
             let n = name.as_str();
-            if n == CONTENT_LENGTH.as_str()
-                || n == TRANSFER_ENCODING.as_str()
-                || n == CONNECTION.as_str()
-            {
+            if is_framing_field(n) {
                 continue;
             }
             if !is_token(n) {
@@ -626,47 +719,134 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 continue;
             }
             for v in values.iter() {
-                if !is_field_value(v.as_str()) {
+                if !is_field_value(v.as_str().as_bytes()) {
                     log::warn!("dropping invalid value of response header {n}");
                     continue;
                 }
-                fields.push((n.to_string(), v.as_str().to_string()));
+                fields.push((n, v.as_str().as_bytes()));
             }
         }
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(p) = &prepared {
+            let from_handler = fields.len();
+            for (n, v) in p.headers() {
+                // A wrapper's header replaces a prepared one (insert_header);
+                // the framing fields are ours.
+                if is_framing_field(n) || fields[..from_handler].iter().any(|(f, _)| f == n) {
+                    continue;
+                }
+                if !is_token(n) || !is_field_value(v.bytes()) {
+                    log::warn!("dropping invalid prepared response header {n:?}");
+                    continue;
+                }
+                fields.push((n, v.bytes()));
+            }
+        }
+        fields.sort_by(|a, b| a.0.cmp(b.0));
         for (n, v) in &fields {
-            out.push_str(n);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
+            out.extend_from_slice(n.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
         }
-        let body = match res.take_body().into_bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                log::error!("could not read response body: {e}");
-                return Err(ConnEnd::Io(io::Error::other(e.to_string())));
-            }
-        };
         if !bodiless {
-            let length = match stated_length {
-                Some(stated) if is_head && body.is_empty() => stated,
-                _ => body.len().to_string(),
-            };
-            out.push_str(&format!("content-length: {length}\r\n"));
+            out.extend_from_slice(b"content-length: ");
+            match stated_length {
+                Some(stated) if is_head && body_len == 0 => {
+                    out.extend_from_slice(stated.as_bytes())
+                }
+                _ => push_decimal(&mut out, body_len as u64),
+            }
+            out.extend_from_slice(b"\r\n");
         }
         if close {
-            out.push_str("connection: close\r\n");
+            out.extend_from_slice(b"connection: close\r\n");
         } else if keep_alive_10 {
             // HTTP/1.0 clients assume close unless told otherwise.
-            out.push_str("connection: keep-alive\r\n");
+            out.extend_from_slice(b"connection: keep-alive\r\n");
         }
-        out.push_str("\r\n");
-        let mut bytes = out.into_bytes();
-        if !bodiless && !is_head {
-            bytes.extend_from_slice(&body);
+        out.extend_from_slice(b"\r\n");
+        drop(fields);
+        if bodiless || is_head {
+            return self.write(&out).await;
         }
-        self.write(&bytes).await
+        let Some(p) = &prepared else {
+            if body.is_empty() {
+                return self.write(&out).await;
+            }
+            return self.write_parts(&[&out, &body]).await;
+        };
+        // The pieces before the first shared one go into the head's
+        // buffer; the rest are written from where they are.
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(p.body_pieces().len() + 1);
+        let mut pieces = p.body_pieces().iter().peekable();
+        while let Some(piece) = pieces.next_if(|x| !x.is_shared()) {
+            out.extend_from_slice(piece.bytes());
+        }
+        parts.push(&out);
+        parts.extend(pieces.map(Piece::bytes).filter(|b| !b.is_empty()));
+        self.write_parts(&parts).await
     }
+}
+
+/// The decimal digits of `n`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// A socket address as text (what `SocketAddr`'s `Display` prints), built
+/// in place: IPv4 by hand on the stack, IPv6 through `fmt`.
+#[derive(Default)]
+struct AddrText {
+    /// The longest IPv4 text: `255.255.255.255:65535`.
+    short: [u8; 21],
+    long: String,
+}
+
+impl AddrText {
+    fn of(&mut self, addr: SocketAddr) -> &str {
+        let SocketAddr::V4(a) = addr else {
+            self.long = addr.to_string();
+            return &self.long;
+        };
+        let mut at = 0;
+        for (i, octet) in a.ip().octets().iter().enumerate() {
+            if i > 0 {
+                self.short[at] = b'.';
+                at += 1;
+            }
+            at = put_decimal(&mut self.short, at, u16::from(*octet));
+        }
+        self.short[at] = b':';
+        at = put_decimal(&mut self.short, at + 1, a.port());
+        std::str::from_utf8(&self.short[..at]).unwrap_or_default()
+    }
+}
+
+/// Write the digits of `n` at `buf[at..]`; the index after them.
+fn put_decimal(buf: &mut [u8], at: usize, n: u16) -> usize {
+    let len = match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    let mut v = n;
+    for i in (at..at + len).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    at + len
 }
 
 /// `now + d`, saturating far in the future for huge configured durations.
@@ -687,14 +867,21 @@ fn asks_close(res: &Response) -> bool {
     })
 }
 
+/// The fields the connection writes itself (a handler's are dropped).
+fn is_framing_field(lower_name: &str) -> bool {
+    lower_name == CONTENT_LENGTH.as_str()
+        || lower_name == TRANSFER_ENCODING.as_str()
+        || lower_name == CONNECTION.as_str()
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_field_value(s: &str) -> bool {
-    s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+fn is_field_value(s: &[u8]) -> bool {
+    s.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
 /// The reason phrase Node's `http` module sends for a status code. Ours,
@@ -746,4 +933,25 @@ fn plain_response(status: StatusCode, content_type: &str, body: &str) -> Vec<u8>
         body.len()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_print_as_display_does() {
+        let mut t = AddrText::default();
+        for a in [
+            "127.0.0.1:8787",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.40:443",
+            "[::1]:80",
+            "[fd00::1:2]:65535",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            assert_eq!(t.of(addr), addr.to_string());
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //! | `server` | the listener: accept loop, connection cap, `TCP_NODELAY`, graceful shutdown ([`serve`], [`serve_on`]); with the `tls` feature the TLS handshake before the connection loop (`serve_tls`, `serve_tls_on`). |
 //! | [`layers`] | the optional middleware in front of the application ([`Middleware`]): [`cors`], security [`headers`], request [`timeout`] |
 //! | [`metrics`] | request counting and the `/metrics` endpoint |
+//! | [`prepared`] | answers whose headers and body are pieces, some shared with the store ([`Prepared`]): written without `http-types` allocations, the stored bytes uncopied, with one vectored write |
 //! | [`client_ip`] | CIDR blocks, trusted proxies, and the client address of a request (peer, or `X-Forwarded-For` from a trusted proxy). |
 //! | [`defense_log`] | one line per defensive action (refused or evicted connection, bad or slow request, 429, 507) with the peer address, rate-limited per kind |
 //!
@@ -51,6 +52,13 @@
 //! header set by the handler is replaced by ours (`Connection: close` from a
 //! handler closes the connection). Headers are written in name order.
 //!
+//! A handler may instead return a bare `Response` carrying a [`Prepared`]
+//! answer (its fields and body as pieces, some shared with the store): the
+//! same rules apply, the prepared fields written together with the
+//! response's own, a response field replacing a prepared one of the same
+//! name. [`Prepared::materialize`] gives the plain `Response` for callers of
+//! a handler outside this layer.
+//!
 //! Note that `http_types::Response::set_body` copies the body's mime into
 //! `Content-Type` when none is set: a handler that wants no `Content-Type`
 //! must remove it after setting the body. The server itself never adds one to
@@ -64,6 +72,7 @@ pub mod framing;
 pub mod headers;
 pub mod layers;
 pub mod metrics;
+pub mod prepared;
 pub mod response;
 pub mod router;
 pub mod service;
@@ -79,6 +88,7 @@ pub use conn::reason_phrase;
 pub use framing::{parse_head, FramingError, ParsedHead};
 pub use http_types::{Request, Response, StatusCode};
 pub use layers::Middleware;
+pub use prepared::{Piece, Prepared};
 pub use server::{run_polling, serve, serve_on};
 #[cfg(feature = "tls")]
 pub use server::{serve_tls, serve_tls_on};

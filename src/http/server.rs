@@ -176,6 +176,19 @@ impl AsyncWrite for Io {
             Io::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
+    // Forwarded, or every vectored write would send its first slice only:
+    // `writev` on TCP, one TLS record for all slices on TLS.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
+            Io::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -219,6 +232,7 @@ async fn serve_with<H: Handler>(
         handler,
         config,
         local_addr,
+        local_text: local_addr.to_string(),
         shutdown: Signal::default(),
         drained: Signal::default(),
         active: AtomicUsize::new(0),

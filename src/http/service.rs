@@ -3,11 +3,17 @@
 //! It holds no business rule of its own; it only wires the router, the
 //! auth resolver, [`crate::sync`] and the store together, and turns results
 //! into responses through [`super::response`].
+//!
+//! A plain pull of a document stored in our own envelope (no keyring, no
+//! field filtering, no `ttlMs`) is answered from the stored bytes: from
+//! [`Store::peek`] when the value is in memory (no hand-off to the blocking
+//! pool), as a [`Prepared`] answer whose ETag and `data` are ranges of the
+//! stored value (see `spliced_pull`).
 
 use super::client_ip::{client_ip, TrustedProxies};
 use super::response::{self, json_ok, json_status, not_found, Failure};
 use super::router::{query_param, Action, Router, Target};
-use super::{take_body_bytes, BoxFuture, Handler, PeerAddr, Request, Response};
+use super::{take_body_bytes, BoxFuture, Handler, PeerAddr, Piece, Prepared, Request, Response};
 use crate::auth::restrictions::{Action as Op, Restrictions};
 use crate::auth::roles::{effective_roles, Access};
 use crate::auth::{normalize_host, Auth, AuthError, AuthRequest, HeaderLookup, Resolver};
@@ -15,7 +21,7 @@ use crate::config::{CollectionConfig, PerCollection, SyncConfig};
 use crate::proto::hash::sha256_hex;
 use crate::proto::json::{Object, Value};
 use crate::proto::scope;
-use crate::store::Store;
+use crate::store::{SharedDoc, Store};
 use crate::sync::append::{self, AppendSettings};
 use crate::sync::batch::{self, BatchOptions, BatchRules};
 use crate::sync::config_endpoint::{self, ConfigEndpoint};
@@ -229,20 +235,24 @@ impl Service {
     }
 
     async fn serve(&self, mut req: Request) -> Response {
-        let method = req.method().to_string().to_ascii_uppercase();
-        let url = req.url().clone();
-        let path = url.path().to_owned();
-        let action = match self.router.route(&method, &path) {
+        let mut method = req.method().to_string();
+        method.make_ascii_uppercase();
+        // The body first, so the URL can be borrowed rather than copied.
+        let body = take_body_bytes(&mut req).await;
+        let url = req.url();
+        let path = url.path();
+        let action = match self.router.route(&method, path) {
             Some(a) => a,
             None => return not_found(),
         };
-        let body = take_body_bytes(&mut req).await;
         let path_and_query = match url.query() {
             Some(q) if !q.is_empty() => format!("{path}?{q}"),
-            _ => path.clone(),
+            _ => path.to_owned(),
         };
         let host = normalize_host(
-            req.header("host").map(|v| v.last().as_str()).unwrap_or(""),
+            req.header(http_types::headers::HOST)
+                .map(|v| v.last().as_str())
+                .unwrap_or(""),
             false,
         );
         let ctx = Ctx {
@@ -273,8 +283,10 @@ impl Service {
             }
             Action::Batch { namespace } => Ok(self.batch(&ctx, namespace).await),
         };
-        if let (Err(Failure::Sync(e)), Some(ip)) = (&result, self.client_ip(ctx.req)) {
-            super::defense_log::refused(&ip, e);
+        if let Err(Failure::Sync(e)) = &result {
+            if let Some(ip) = self.client_ip(ctx.req) {
+                super::defense_log::refused(&ip, e);
+            }
         }
         let res = result.unwrap_or_else(response::from_error);
         log::debug!(
@@ -479,44 +491,43 @@ impl Service {
         let with_keyring = ctx
             .query("withKeyring")
             .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"));
-        let keyring_key = format!("{key}/_keyring");
-        let keyring_allowed = match auth.and_then(|a| a.scope_paths.as_deref()) {
-            Some(paths) => scope::match_scope_path(&keyring_key, Some(paths)),
-            None => true,
-        };
-        let want_keyring = with_keyring && keyring_allowed;
-        let now = ctx.now;
+        let want_keyring = with_keyring
+            && match auth.and_then(|a| a.scope_paths.as_deref()) {
+                Some(paths) => scope::match_scope_path(&format!("{key}/_keyring"), Some(paths)),
+                None => true,
+            };
+        // A plain pull (no keyring, no field filtering, no expiry) of our
+        // own envelope is answered from the stored bytes as they are
+        // (`spliced_pull`); from memory without a hand-off to the blocking
+        // pool when the store can answer without blocking (`Store::peek`:
+        // the memory store, a cache hit).
         let splice = !want_keyring && fields.is_none() && ttl::ttl_ms(col).is_none();
-        let (fast, doc, keyring) = self
-            .store_op(move |s| {
-                let raw = s.get(&key)?;
-                if splice {
-                    if let Some(spliced) =
-                        raw.as_deref().and_then(|r| doc::splice_pull_answer(r, now))
-                    {
-                        return Ok((Some(spliced), doc::Read::Missing, None));
-                    }
-                }
-                let doc = doc::decode_stored(&key, raw.as_deref());
-                let keyring = if want_keyring {
-                    Some(doc::read(s, &keyring_key).ok())
-                } else {
-                    None
-                };
-                Ok::<_, crate::store::StoreError>((None, doc, keyring))
-            })
-            .await
-            .map_err(SyncError::from)?;
-        if let Some((body, hash)) = fast {
-            let etag = format!("\"{hash}\"");
-            if ctx.header("if-none-match") == Some(etag.as_str()) {
-                return Ok(response::not_modified());
+        let peeked = if splice { self.store.peek(&key) } else { None };
+        let found = match peeked {
+            Some(got) => {
+                let got = got.map_err(SyncError::from)?;
+                Found::of(&key, got, splice)
             }
-            let mut res = response::bytes(StatusCode::Ok, body, "application/json");
-            res.insert_header("ETag", etag);
-            add_cache_control(&mut res, col);
-            return Ok(res);
-        }
+            None => self
+                .store_op(move |s| {
+                    // Checked here, off the executor (and remembered with
+                    // the value).
+                    let found = Found::of(&key, s.get_shared(&key)?, splice);
+                    Ok::<_, crate::store::StoreError>(match found {
+                        Found::Decoded(mut decoded) if want_keyring => {
+                            decoded.1 = Some(doc::read(s, &format!("{key}/_keyring")).ok());
+                            Found::Decoded(decoded)
+                        }
+                        found => found,
+                    })
+                })
+                .await
+                .map_err(SyncError::from)?,
+        };
+        let (doc, keyring) = match found {
+            Found::Spliceable(d, e) => return Ok(spliced_pull(ctx, col, &d, e)),
+            Found::Decoded(decoded) => *decoded,
+        };
         let doc = match doc {
             doc::Read::Doc(d) => Some(d),
             _ => None,
@@ -875,16 +886,75 @@ fn check_params(t: &Target<'_>) -> Result<(), SyncError> {
 }
 
 fn add_cache_control(res: &mut Response, col: &CollectionConfig) {
-    if let Some(ms) = col.cache_duration_ms {
-        let s = (ms / 1000.0).floor();
-        let s = crate::proto::canonical::js_number(s);
-        let value = if col.read_roles.iter().any(|r| r == "public") {
-            format!("max-age={s}")
-        } else {
-            format!("private, max-age={s}")
-        };
+    if let Some(value) = cache_control(col) {
         res.insert_header("Cache-Control", value);
     }
+}
+
+/// The collection's `Cache-Control` value (`cacheDurationMs`), if any.
+fn cache_control(col: &CollectionConfig) -> Option<String> {
+    let ms = col.cache_duration_ms?;
+    let s = crate::proto::canonical::js_number((ms / 1000.0).floor());
+    Some(if col.read_roles.iter().any(|r| r == "public") {
+        format!("max-age={s}")
+    } else {
+        format!("private, max-age={s}")
+    })
+}
+
+/// What a pull read.
+enum Found {
+    /// Our own envelope, for a pull that may be answered from the bytes.
+    Spliceable(SharedDoc, doc::Envelope),
+    /// The document decoded, and the keyring when asked for (boxed: the
+    /// slow path pays for the allocation, not the spliced one).
+    Decoded(Box<(doc::Read, Option<Option<doc::Read>>)>),
+}
+
+impl Found {
+    /// What `got` (read at `key`) gives: spliceable when `splice` allows
+    /// it and the envelope is ours ([`doc::Envelope::of`], checked once
+    /// per stored value), decoded otherwise (no keyring yet).
+    fn of(key: &str, got: Option<SharedDoc>, splice: bool) -> Found {
+        if let Some(d) = got.as_ref().filter(|_| splice) {
+            if let Some(e) = doc::Envelope::of(d) {
+                return Found::Spliceable(d.clone(), e);
+            }
+        }
+        Found::Decoded(Box::new((doc::decode_stored(key, got.as_deref()), None)))
+    }
+}
+
+/// A plain pull answered from the stored bytes ([`doc::Envelope`]):
+/// `304` when `If-None-Match` is the stored hash's ETag; else a
+/// [`Prepared`] answer whose ETag and `data` are ranges of the stored value
+/// itself (written to the socket without a copy) and whose only bytes made
+/// here are the tail with the hash and the timestamp. The same bytes as
+/// [`doc::splice_pull_answer`] and the parse-and-print path.
+fn spliced_pull(
+    ctx: &Ctx<'_>,
+    col: &CollectionConfig,
+    stored: &SharedDoc,
+    e: doc::Envelope,
+) -> Response {
+    let etag = &stored[e.etag()];
+    let inm = ctx.req.header(http_types::headers::IF_NONE_MATCH);
+    if inm.is_some_and(|v| v.last().as_str().as_bytes() == etag) {
+        return response::not_modified();
+    }
+    let mut p = Prepared::with_capacity(3, 3);
+    p.header("content-type", Piece::Static(b"application/json"))
+        .header("etag", Piece::Shared(stored.clone(), e.etag()));
+    if let Some(value) = cache_control(col) {
+        p.header("cache-control", Piece::Owned(value.into_bytes()));
+    }
+    p.body(Piece::Static(doc::PULL_ANSWER_HEAD))
+        .body(Piece::Shared(stored.clone(), e.data()))
+        .body(Piece::Owned(doc::pull_answer_tail(
+            &stored[e.hash()],
+            ctx.now,
+        )));
+    p.into_response(StatusCode::Ok)
 }
 
 /// MIME pattern match: type and subtype non-empty on both sides, each pattern

@@ -2,7 +2,7 @@
 //! and counts its errors, by operation. Used only when metrics are on.
 
 use super::{Metrics, StoreOp};
-use crate::store::{Store, StoreError, StoreUsage};
+use crate::store::{Pending, SharedDoc, Store, StoreError, StoreUsage};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +34,21 @@ impl Store for MeteredStore {
         self.timed(StoreOp::Get, |s| s.get(key))
     }
 
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        self.timed(StoreOp::Get, |s| s.get_shared(key))
+    }
+
+    /// Timed as a get when it answers (a miss costs a lookup and is
+    /// followed by a timed get).
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        let start = Instant::now();
+        let r = self.inner.peek(key)?;
+        self.metrics
+            .store
+            .record(StoreOp::Get, start.elapsed(), r.is_err());
+        Some(r)
+    }
+
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.timed(StoreOp::Put, |s| s.put(key, value))
     }
@@ -45,6 +60,16 @@ impl Store for MeteredStore {
 
     fn exclusive(&self, key: &str, work: &mut dyn FnMut()) -> Result<(), StoreError> {
         self.inner.exclusive(key, work)
+    }
+
+    /// Timed until the write is accepted (its commit is the store's).
+    fn swap_deferred(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<Option<Pending>, StoreError> {
+        self.timed(StoreOp::Put, |s| s.swap_deferred(key, expected, value))
     }
 
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {

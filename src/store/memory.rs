@@ -1,20 +1,26 @@
 //! [`MemoryStore`]: documents and binary values in an in-process ordered
 //! map. Nothing survives the process; `put` is "durable" on return only in
 //! the sense that later reads see it. Used by tests and ephemeral servers.
+//!
+//! Documents are held as [`SharedDoc`]s: [`Store::get_shared`] and
+//! [`Store::peek`] hand out the stored value itself (a reference-count
+//! increment, no copy), so what the sync layer memoised about a document
+//! (its checked envelope) lasts until the document is replaced.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{
-    binary_size, split_prefix, validate_key, validate_media_type, Store, StoreError, StoreUsage,
+    binary_size, split_prefix, validate_key, validate_media_type, SharedDoc, Store, StoreError,
+    StoreUsage,
 };
 
 /// What one key holds.
 #[derive(Debug, Clone)]
 enum Entry {
     /// A JSON document, as written.
-    Doc(Vec<u8>),
+    Doc(SharedDoc),
     /// A binary value and its media type.
     Bytes(Vec<u8>, String),
 }
@@ -46,14 +52,26 @@ impl Store for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         validate_key(key)?;
         Ok(match self.read().get(key) {
+            Some(Entry::Doc(v)) => Some(v.bytes().to_vec()),
+            _ => None,
+        })
+    }
+
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        validate_key(key)?;
+        Ok(match self.read().get(key) {
             Some(Entry::Doc(v)) => Some(v.clone()),
             _ => None,
         })
     }
 
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        Some(self.get_shared(key))
+    }
+
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         validate_key(key)?;
-        let entry = Entry::Doc(value.to_vec());
+        let entry = Entry::Doc(SharedDoc::from(value));
         self.write().insert(key.to_owned(), entry);
         Ok(())
     }
@@ -62,13 +80,13 @@ impl Store for MemoryStore {
         validate_key(key)?;
         let mut map = self.write();
         let current = match map.get(key) {
-            Some(Entry::Doc(v)) => Some(v.as_slice()),
+            Some(Entry::Doc(v)) => Some(v.bytes()),
             _ => None,
         };
         if current != expected {
             return Ok(false);
         }
-        map.insert(key.to_owned(), Entry::Doc(value.to_vec()));
+        map.insert(key.to_owned(), Entry::Doc(SharedDoc::from(value)));
         Ok(true)
     }
 

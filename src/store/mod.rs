@@ -16,6 +16,8 @@
 //! | [`fs`] | [`FsStore`]: crash-safe files under a base directory, written through a write-ahead log with group commit (layout and protocol in its docs) |
 //! | `wal` | the write-ahead log's record format and the scan that reads it back |
 //! | [`quota`] | [`QuotaStore`]: storage quotas and a free-disk floor over any backend |
+//! | [`cache`] | [`CacheStore`]: a bounded cache of hot documents in front of a store one process owns (the filesystem store) |
+//! | [`shared`] | [`SharedDoc`]: document bytes handed out without copying, with a memo of what the layer above checked |
 //! | `postgres` | `PgStore`: one PostgreSQL database shared by several nodes (feature `postgres`) |
 //!
 //! ## Keys
@@ -36,10 +38,17 @@
 //! replaces a value of the other kind; reading the other kind answers
 //! `None`.
 //!
-//! All methods block; the server calls them from a blocking thread pool.
-//! [`Store::swap_deferred`] is the exception that lets a push wait for its
-//! durability without a thread: it answers once the write is accepted, with
-//! a [`Pending`] future the caller awaits before acknowledging.
+//! A document is read either as a copy ([`Store::get`]) or shared
+//! ([`Store::get_shared`]: a [`SharedDoc`], which a store that holds its
+//! documents in memory hands out without copying). The pull path reads
+//! shared, so the stored bytes go from the store to the socket uncopied.
+//!
+//! All methods block; the server calls them from a blocking thread pool,
+//! except [`Store::peek`], which answers only what it can without
+//! blocking (a store in memory, a cache hit) and is called inline, and
+//! [`Store::swap_deferred`], which lets a push wait for its durability
+//! without a thread: it answers once the write is accepted, with a
+//! [`Pending`] future the caller awaits before acknowledging.
 
 use std::fmt;
 use std::future::Future;
@@ -48,16 +57,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+pub mod cache;
 pub mod fs;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod quota;
+pub mod shared;
 mod wal;
 
+pub use cache::CacheStore;
 pub use fs::FsStore;
 pub use memory::MemoryStore;
 pub use quota::{QuotaLimits, QuotaStore, Refusal};
+pub use shared::SharedDoc;
 
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -141,6 +154,25 @@ pub trait Store: Send + Sync + 'static {
     /// The stored JSON document text (raw bytes as written), or `None` if
     /// the key holds no document.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// [`Store::get`], shared: the same bytes as a [`SharedDoc`]. A store
+    /// holding its documents in memory answers the value it holds (no
+    /// copy, and its memo is kept from one read to the next); the default
+    /// wraps what [`Store::get`] read. A wrapper must forward this to the
+    /// store it wraps, or its reads copy again.
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        Ok(self.get(key)?.map(SharedDoc::new))
+    }
+
+    /// [`Store::get_shared`] if it can be answered without blocking (the
+    /// value is in memory), `None` if answering needs I/O: then call
+    /// [`Store::get_shared`] where blocking is fine. Callers on an async
+    /// executor try this first, so a cache hit costs no hand-off to the
+    /// blocking pool. Default: `None`.
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        let _ = key;
+        None
+    }
 
     /// Store a document durably: returns only once it survives a crash or
     /// power loss. Replaces any value (document or binary) under `key`.

@@ -45,7 +45,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{binary_size, validate_key, Store, StoreError, StoreUsage};
+use super::{binary_size, validate_key, Pending, SharedDoc, Store, StoreError, StoreUsage};
 
 /// Key-hashed locks serialising the writes to one key.
 const STRIPES: usize = 64;
@@ -274,6 +274,14 @@ impl Store for QuotaStore {
         self.inner.get(key)
     }
 
+    fn get_shared(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
+        self.inner.get_shared(key)
+    }
+
+    fn peek(&self, key: &str) -> Option<Result<Option<SharedDoc>, StoreError>> {
+        self.inner.peek(key)
+    }
+
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.write(key, value.len() as u64, |s| s.put(key, value))
     }
@@ -284,6 +292,28 @@ impl Store for QuotaStore {
 
     fn exclusive(&self, key: &str, work: &mut dyn FnMut()) -> Result<(), StoreError> {
         self.inner.exclusive(key, work)
+    }
+
+    /// Counted when the write is accepted: a queued write that fails to
+    /// commit afterwards stays counted until the next full measure.
+    fn swap_deferred(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<Option<Pending>, StoreError> {
+        let mut pending = None;
+        self.write(key, value.len() as u64, |s| {
+            pending = s.swap_deferred(key, expected, value)?;
+            Ok(())
+        })?;
+        if pending.is_none() && self.limits.counts() {
+            // Counted as written; put the real size back.
+            let _key = self.key_lock(key);
+            let now = self.inner.value_size(key)?;
+            apply(&mut lock(&self.usage), Some(value.len() as u64), now);
+        }
+        Ok(pending)
     }
 
     fn swap(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<bool, StoreError> {

@@ -3,9 +3,17 @@
 //! Documents are stored as the official server stores them,
 //! `{"v":1,"data":{…},"ts":<ms>,"hash":"<hex>"[,"authorPubkey","authorSignature"]}`,
 //! so a data directory can move between implementations.
+//!
+//! A pull of such an envelope is not parsed: [`Envelope`] checks the stored
+//! bytes once (valid JSON data, integer `ts`, 64-hex hash) and remembers
+//! where `data` and the hash are in the stored value's memo
+//! ([`SharedDoc::memo`]), so the answer is spliced from the stored bytes
+//! ([`PULL_ANSWER_HEAD`], the data, [`pull_answer_tail`]) with the same bytes
+//! the parse-and-print path ([`pull_answer`]) gives.
 
 use crate::proto::json::{self, Object, Value};
-use crate::store::{Store, StoreError};
+use crate::store::{SharedDoc, Store, StoreError};
+use std::ops::Range;
 
 /// A document as read back from the store.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +64,7 @@ pub fn decode(raw: &[u8]) -> Read {
 
 /// Read and decode the document at `key`. A corrupt value is logged.
 pub fn read(store: &dyn Store, key: &str) -> Result<Read, StoreError> {
-    Ok(decode_stored(key, store.get(key)?.as_deref()))
+    Ok(decode_stored(key, store.get_shared(key)?.as_deref()))
 }
 
 /// Decode what the store returned for `key` (`None`: nothing stored),
@@ -163,55 +171,148 @@ pub fn pull_answer(
     Value::Object(o)
 }
 
-/// The parts of an envelope written exactly as this server (and the
+/// Where the parts of an envelope written exactly as this server (and the
 /// official one) writes it, `{"v":1,"data":<object>,"ts":<int>,"hash":"<64
-/// hex>"}`: the `data` text, the `ts` digits and the hash. The data is
-/// checked to be valid JSON (without building it) and `ts` to be a JSON
-/// integer, so the whole text is JSON and reads back the same through
-/// [`decode`]. `None` for anything else (author fields, foreign formats).
-fn split_envelope(raw: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    const PREFIX: &[u8] = br#"{"v":1,"data":"#;
-    const HASH_KEY: &[u8] = br#","hash":""#;
-    const TS_KEY: &[u8] = br#","ts":"#;
-    let rest = raw.strip_prefix(PREFIX)?.strip_suffix(b"\"}")?;
-    let (before_hash, hash) = rest.split_at(rest.len().checked_sub(64)?);
-    if !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
+/// hex>"}`, sit in its bytes: the `data` text and the hash. Found by
+/// [`Envelope::find`], which checks the data to be valid JSON (without
+/// building it) and `ts` to be a JSON integer, so the whole text is JSON and
+/// reads back the same through [`decode`]; anything else (author fields,
+/// foreign formats) has none.
+///
+/// A stored [`SharedDoc`] is checked once ([`Envelope::of`] keeps the
+/// answer in the value's memo): every later pull of the same stored value
+/// splices the answer from these offsets without reading the bytes again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    data_start: usize,
+    data_end: usize,
+    hash_start: usize,
+}
+
+/// Hex digits of our hashes.
+const HASH_LEN: usize = 64;
+
+impl Envelope {
+    /// Check `raw` (one validating scan) and locate its parts.
+    pub fn find(raw: &[u8]) -> Option<Envelope> {
+        const PREFIX: &[u8] = br#"{"v":1,"data":"#;
+        const HASH_KEY: &[u8] = br#","hash":""#;
+        const TS_KEY: &[u8] = br#","ts":"#;
+        let rest = raw.strip_prefix(PREFIX)?.strip_suffix(b"\"}")?;
+        let (before_hash, hash) = rest.split_at(rest.len().checked_sub(HASH_LEN)?);
+        if !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let before_hash = before_hash.strip_suffix(HASH_KEY)?;
+        let ts_at = before_hash
+            .windows(TS_KEY.len())
+            .rposition(|w| w == TS_KEY)?;
+        let digits = &before_hash[ts_at + TS_KEY.len()..];
+        if digits.is_empty()
+            || !digits.iter().all(u8::is_ascii_digit)
+            || (digits.len() > 1 && digits[0] == b'0')
+        {
+            return None;
+        }
+        let data = &before_hash[..ts_at];
+        if data.first() != Some(&b'{') || !json::is_valid(data) {
+            return None;
+        }
+        Some(Envelope {
+            data_start: PREFIX.len(),
+            data_end: PREFIX.len() + ts_at,
+            hash_start: raw.len() - 2 - HASH_LEN,
+        })
     }
-    let before_hash = before_hash.strip_suffix(HASH_KEY)?;
-    let ts_at = before_hash
-        .windows(TS_KEY.len())
-        .rposition(|w| w == TS_KEY)?;
-    let digits = &before_hash[ts_at + TS_KEY.len()..];
-    if digits.is_empty()
-        || !digits.iter().all(u8::is_ascii_digit)
-        || (digits.len() > 1 && digits[0] == b'0')
-    {
-        return None;
+
+    /// [`Envelope::find`] of a stored value, computed on its first call
+    /// and remembered with the value ([`SharedDoc::memo`]).
+    pub fn of(doc: &SharedDoc) -> Option<Envelope> {
+        let to_u32 = |n: usize| u32::try_from(n).ok();
+        let [data_start, data_end, hash_start, _] = doc.memo(|raw| {
+            let e = Envelope::find(raw)?;
+            Some([
+                to_u32(e.data_start)?,
+                to_u32(e.data_end)?,
+                to_u32(e.hash_start)?,
+                0,
+            ])
+        })?;
+        Some(Envelope {
+            data_start: data_start as usize,
+            data_end: data_end as usize,
+            hash_start: hash_start as usize,
+        })
     }
-    let data = &before_hash[..ts_at];
-    if data.first() != Some(&b'{') || !json::is_valid(data) {
-        return None;
+
+    /// The `data` text (a JSON object, as `JSON.stringify` printed it).
+    pub fn data(&self) -> Range<usize> {
+        self.data_start..self.data_end
     }
-    Some((data, digits, hash))
+
+    /// The hash (64 lowercase hex digits).
+    pub fn hash(&self) -> Range<usize> {
+        self.hash_start..self.hash_start + HASH_LEN
+    }
+
+    /// The hash in double quotes, as it stands in the envelope: the pull's
+    /// `ETag` value.
+    pub fn etag(&self) -> Range<usize> {
+        self.hash_start - 1..self.hash_start + HASH_LEN + 1
+    }
+}
+
+/// What a spliced pull answer starts with; the stored `data` text follows,
+/// then [`pull_answer_tail`].
+pub const PULL_ANSWER_HEAD: &[u8] = br#"{"data":"#;
+
+/// The end of a spliced pull answer: `,"hash":"<hash>","timestamp":<now>}`.
+pub fn pull_answer_tail(hash: &[u8], now_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hash.len() + 40);
+    out.extend_from_slice(br#","hash":""#);
+    out.extend_from_slice(hash);
+    out.extend_from_slice(br#"","timestamp":"#);
+    push_int(&mut out, now_ms);
+    out.push(b'}');
+    out
+}
+
+/// The decimal digits of `n` (what `n.to_string()` gives), without a
+/// `String`.
+fn push_int(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The pull answer straight from the stored bytes, without parsing and
 /// re-printing the document, when the envelope is exactly the one this
-/// server (and the official one) writes ([`split_envelope`]). The stored
-/// `data` text is already `JSON.stringify` output, so splicing it gives the
-/// same bytes as the slow path. Returns the body and the hash; `None` means
-/// "use [`decode`]" (author fields, foreign formats, anything unexpected).
+/// server (and the official one) writes ([`Envelope`]). The stored `data`
+/// text is already `JSON.stringify` output, so splicing it gives the same
+/// bytes as the slow path: [`PULL_ANSWER_HEAD`], the data,
+/// [`pull_answer_tail`]. Returns the body and the hash; `None` means "use
+/// [`decode`]" (author fields, foreign formats, anything unexpected). The
+/// server writes the same pieces without joining them (the stored data
+/// straight from the store's memory); this joined form is the reference.
 pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> {
-    let (data, _, hash) = split_envelope(raw)?;
-    let mut out = Vec::with_capacity(data.len() + 120);
-    out.extend_from_slice(br#"{"data":"#);
-    out.extend_from_slice(data);
-    out.extend_from_slice(br#","hash":""#);
-    out.extend_from_slice(hash);
-    out.extend_from_slice(br#"","timestamp":"#);
-    out.extend_from_slice(now_ms.to_string().as_bytes());
-    out.push(b'}');
+    let e = Envelope::find(raw)?;
+    let hash = &raw[e.hash()];
+    let mut out = Vec::with_capacity(e.data().len() + 120);
+    out.extend_from_slice(PULL_ANSWER_HEAD);
+    out.extend_from_slice(&raw[e.data()]);
+    out.extend_from_slice(&pull_answer_tail(hash, now_ms));
     Some((out, String::from_utf8_lossy(hash).into_owned()))
 }
 
@@ -219,19 +320,34 @@ pub fn splice_pull_answer(raw: &[u8], now_ms: i64) -> Option<(Vec<u8>, String)> 
 /// when nothing is stored, `""` for a corrupt value or one without a string
 /// hash, else the hash; the same answer as [`read`] and
 /// [`StoredDoc::hash_str`]. Our own envelope is not parsed into a document
-/// ([`split_envelope`]: one validating scan), so the check costs a fraction
-/// of the push it may refuse.
+/// ([`Envelope`]: one validating scan, none when the stored value was
+/// checked before), so the check costs a fraction of the push it may
+/// refuse.
 pub fn read_hash(store: &dyn Store, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(hash_of(key, store.get(key)?.as_deref()))
+    Ok(hash_of_shared(key, store.get_shared(key)?.as_ref()))
 }
 
 /// The hash a push compares `baseHash` with, of the raw stored value
 /// (as [`read_hash`]).
 pub fn hash_of(key: &str, raw: Option<&[u8]>) -> Option<String> {
     let raw = raw?;
-    if let Some((_, _, hash)) = split_envelope(raw) {
-        return Some(String::from_utf8_lossy(hash).into_owned());
+    if let Some(e) = Envelope::find(raw) {
+        return Some(String::from_utf8_lossy(&raw[e.hash()]).into_owned());
     }
+    hash_of_other(key, raw)
+}
+
+/// [`hash_of`] of a stored value, checked once ([`Envelope::of`]).
+pub fn hash_of_shared(key: &str, doc: Option<&SharedDoc>) -> Option<String> {
+    let doc = doc?;
+    if let Some(e) = Envelope::of(doc) {
+        return Some(String::from_utf8_lossy(&doc[e.hash()]).into_owned());
+    }
+    hash_of_other(key, doc)
+}
+
+/// [`hash_of`] of a value that is not our own envelope.
+fn hash_of_other(key: &str, raw: &[u8]) -> Option<String> {
     match decode_stored(key, Some(raw)) {
         Read::Missing => None,
         Read::Corrupt => Some(String::new()),
@@ -329,6 +445,52 @@ mod tests {
             "invalid data is never served raw"
         );
         assert!(splice_pull_answer(b"{}", 1).is_none());
+    }
+
+    #[test]
+    fn integers_print_as_to_string_does() {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            99,
+            100,
+            -1,
+            -10,
+            1_733_300_000_123,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            push_int(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn a_stored_envelope_is_checked_once() {
+        let Value::Object(data) = json::parse(br#"{"a":[1,{"ts":2}]}"#).unwrap() else {
+            unreachable!()
+        };
+        let hash = crate::proto::hash::object_hash(&data);
+        let raw = encode(&data, 5.0, &hash, None);
+        let shared = SharedDoc::new(raw.clone());
+        let e = Envelope::of(&shared).expect("our own envelope");
+        assert_eq!(Some(e), Envelope::find(&raw));
+        assert_eq!(&raw[e.data()], br#"{"a":[1,{"ts":2}]}"#);
+        assert_eq!(&raw[e.hash()], hash.as_bytes());
+        assert_eq!(raw[e.etag()], *format!("\"{hash}\"").as_bytes());
+        // The memo answers from now on (a second scan would give the same).
+        assert_eq!(
+            shared.memo(|_| unreachable!()).map(|m| m[0] as usize),
+            Some(e.data().start)
+        );
+        let foreign = SharedDoc::new(br#"{"data":{"a":1},"hash":"x"}"#.to_vec());
+        assert_eq!(Envelope::of(&foreign), None);
+        assert_eq!(Envelope::of(&foreign), None);
+        assert_eq!(hash_of_shared("k", Some(&foreign)).as_deref(), Some("x"));
+        assert_eq!(hash_of_shared("k", Some(&shared)), Some(hash));
     }
 
     #[test]

@@ -172,8 +172,8 @@ pub fn write_deferred(
     push: &Push,
     now_ms: i64,
 ) -> Result<(Written, Pending), SyncError> {
-    let raw = store.get(key)?;
-    let current = doc::hash_of(key, raw.as_deref());
+    let raw = store.get_shared(key)?;
+    let current = doc::hash_of_shared(key, raw.as_ref());
     let ok = match (&push.base_hash, &current) {
         (None, None) => true,
         (None, Some(_)) => false,
