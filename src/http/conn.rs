@@ -1,6 +1,6 @@
 //! # One connection
 //!
-//! The per-connection loop: one read buffer for the life of the connection
+//! The per-connection loop: one read buffer per connection
 //! (surplus bytes after a request stay in it for the next one, so pipelined
 //! requests are answered in order), keep-alive, `Expect: 100-continue`, the
 //! head / body / write / keep-alive deadlines and the minimum receive rate,
@@ -8,9 +8,9 @@
 //! is delegated to [`framing`](super::framing).
 //!
 //! A connection's buffer holds only bytes received: each read lands in a
-//! per-thread scratch buffer and what arrived is appended, so an idle
-//! connection holds no read-sized buffer (only the capacity its last
-//! request needed).
+//! per-thread scratch buffer and what arrived is appended, and the buffer
+//! is released when a request leaves nothing behind in it, so an idle
+//! keep-alive connection holds no buffer at all.
 //!
 //! While it waits for a request head the connection may be chosen to make
 //! room for a new one ([`admission`](super::admission)); it is then closed
@@ -187,13 +187,16 @@ enum ReadOutcome {
 
 /// Serve one accepted connection (a TCP stream, or a TLS stream over one)
 /// until it ends.
-pub(crate) async fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
+///
+/// Not an `async fn`: its arguments would stay in the future beside the
+/// connection built from them, for the life of the connection.
+pub(crate) fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared<H>>,
     guard: ActiveGuard<H>,
     slot: Slot,
     stream: S,
     peer: SocketAddr,
-) {
+) -> impl std::future::Future<Output = ()> {
     let mut conn = Conn {
         shared,
         stream,
@@ -203,9 +206,11 @@ pub(crate) async fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
         waiting: true,
         received: 0,
     };
-    let end = conn.serve().await;
-    log::debug!("connection from {peer} ended: {end}");
-    drop(guard);
+    async move {
+        let end = conn.serve().await;
+        log::debug!("connection from {} ended: {end}", conn.peer);
+        drop(guard);
+    }
 }
 
 struct Conn<H, S> {
@@ -241,8 +246,11 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             if let Some(end) = Box::pin(self.exchange(head, served)).await {
                 return end;
             }
-            // Do not keep a large body's buffer for the life of the connection.
-            if self.buf.capacity() > SHRINK_ABOVE {
+            // An idle connection holds no buffer; nor is a large body's
+            // buffer kept for the life of the connection.
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
+            } else if self.buf.capacity() > SHRINK_ABOVE {
                 self.buf.shrink_to(self.buf.len());
             }
         }
@@ -346,7 +354,9 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(self.fail(e).await),
+                // Boxed, here and below: the answer's write and linger
+                // would otherwise sit in every waiting connection's future.
+                Err(e) => return Err(Box::pin(self.fail(e)).await),
             }
             if !self.waiting {
                 self.slot.waiting();
@@ -370,7 +380,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 ReadOutcome::Shutdown => return Err(ConnEnd::Shutdown),
                 ReadOutcome::Evicted => return Err(ConnEnd::Evicted),
                 ReadOutcome::Timeout if idle => return Err(ConnEnd::Idle),
-                ReadOutcome::Timeout => return Err(self.timeout().await),
+                ReadOutcome::Timeout => return Err(Box::pin(self.timeout()).await),
             }
         }
     }
