@@ -37,7 +37,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::headers::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http_types::{Body, Method, Request, Response, StatusCode, Version};
 
-use super::admission::{Admission, Slot};
+use super::admission::{Admission, Close, Slot};
 use super::framing::{
     analyze, parse_head, request_url, ChunkedDecoder, Framing, FramingError, ParsedHead,
     RequestMeta,
@@ -175,6 +175,17 @@ impl fmt::Display for ConnEnd {
             ConnEnd::HandlerPanic => f.write_str("handler panicked"),
         }
     }
+}
+
+/// What else than data and its deadline a read waits for.
+#[derive(Clone, Copy)]
+enum Watch {
+    /// Nothing (a body is being read).
+    Nothing,
+    /// Being chosen to make room (part of a head has arrived).
+    Eviction,
+    /// That, or the server shutting down (nothing received yet).
+    EvictionAndShutdown,
 }
 
 enum ReadOutcome {
@@ -366,9 +377,12 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             let outcome = match started {
                 Some((at, base)) if !idle => {
                     let d = self.with_rate(after(at, head_timeout), at, base);
-                    self.read_more(d, false, true).await?
+                    self.read_more(d, Watch::Eviction).await?
                 }
-                _ => self.read_more(idle_deadline, true, true).await?,
+                _ => {
+                    self.read_more(idle_deadline, Watch::EvictionAndShutdown)
+                        .await?
+                }
             };
             match outcome {
                 ReadOutcome::Data => {
@@ -419,7 +433,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 }
                 while self.buf.len() < n {
                     let d = self.with_rate(deadline, start, base);
-                    match self.read_more(d, false, false).await? {
+                    match self.read_more(d, Watch::Nothing).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::Timeout => return Err(self.timeout().await),
                         ReadOutcome::Eof | ReadOutcome::Shutdown | ReadOutcome::Evicted => {
@@ -445,7 +459,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                         return Ok(dec.into_body());
                     }
                     let d = self.with_rate(deadline, start, base);
-                    match self.read_more(d, false, false).await? {
+                    match self.read_more(d, Watch::Nothing).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::Timeout => return Err(self.timeout().await),
                         ReadOutcome::Eof | ReadOutcome::Shutdown | ReadOutcome::Evicted => {
@@ -497,22 +511,13 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         req
     }
 
-    /// Read more bytes into the buffer, until `deadline` (and, if
-    /// `watch_shutdown`, until the server shuts down; if `watch_evict`, until
-    /// this connection is chosen to make room).
-    async fn read_more(
-        &mut self,
-        deadline: Instant,
-        watch_shutdown: bool,
-        watch_evict: bool,
-    ) -> Result<ReadOutcome, ConnEnd> {
+    /// Read more bytes into the buffer, until `deadline` (and, as `watch`
+    /// says, until this connection is chosen to make room or the server
+    /// shuts down).
+    async fn read_more(&mut self, deadline: Instant, watch: Watch) -> Result<ReadOutcome, ConnEnd> {
         let old = self.buf.len();
         let Conn {
-            shared,
-            stream,
-            buf,
-            slot,
-            ..
+            stream, buf, slot, ..
         } = self;
         let read = async {
             match (ReadAppend { stream, buf }).await {
@@ -525,21 +530,20 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             Timer::at(deadline).await;
             Ok((ReadOutcome::Timeout, 0))
         };
-        let stop = async {
-            if !watch_shutdown {
-                return futures_lite::future::pending().await;
+        // One waker in the connection's admission slot for both: no
+        // waiter on a shared shutdown signal per idle connection.
+        let closed = async {
+            let shutdown = match watch {
+                Watch::Nothing => return futures_lite::future::pending().await,
+                Watch::Eviction => false,
+                Watch::EvictionAndShutdown => true,
+            };
+            match slot.closed(shutdown).await {
+                Close::Evicted => Ok((ReadOutcome::Evicted, 0)),
+                Close::Shutdown => Ok((ReadOutcome::Shutdown, 0)),
             }
-            shared.shutdown.wait().await;
-            Ok((ReadOutcome::Shutdown, 0))
         };
-        let evicted = async {
-            if !watch_evict {
-                return futures_lite::future::pending().await;
-            }
-            slot.evicted().await;
-            Ok((ReadOutcome::Evicted, 0))
-        };
-        let result = read.or(timer).or(stop).or(evicted).await;
+        let result = read.or(timer).or(closed).await;
         match result {
             Ok((outcome, n)) => {
                 debug_assert_eq!(self.buf.len(), old + n);

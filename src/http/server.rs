@@ -336,6 +336,7 @@ async fn serve_with<H: Handler>(
     // Stop accepting: the listening socket is closed, new connects are refused.
     drop(listener);
     shared.shutdown.set();
+    shared.admission.shut_down();
     if shared.active.load(Ordering::SeqCst) > 0 {
         let drained = async {
             shared.drained.wait().await;
@@ -372,17 +373,13 @@ async fn handshake_then_run<H: Handler>(
         Timer::after(deadline).await;
         None
     };
-    let stop = async {
-        shared.shutdown.wait().await;
-        None
-    };
     // A handshake still running waits for its first request head: it may
-    // be chosen to make room.
-    let evicted = async {
-        slot.evicted().await;
+    // be chosen to make room, and it ends at shutdown.
+    let closed = async {
+        slot.closed(true).await;
         None
     };
-    match handshake.or(timer).or(stop).or(evicted).await {
+    match handshake.or(timer).or(closed).await {
         Some(Ok(tls)) => conn::run(shared, guard, slot, Io::Tls(Box::new(tls)), peer).await,
         Some(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
         None => log::debug!(
