@@ -293,6 +293,11 @@ pub(crate) enum Close {
 }
 
 impl Slot {
+    /// The connection's peer (kept here, not in the connection's future).
+    pub(crate) fn peer(&self) -> &SocketAddr {
+        &self.place.peer
+    }
+
     /// The connection now waits for a request head (it may be evicted).
     pub(crate) fn waiting(&self) {
         let now = self.admission.now();

@@ -206,12 +206,10 @@ pub(crate) fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     guard: ActiveGuard<H>,
     slot: Slot,
     stream: S,
-    peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
     let mut conn = Conn {
         shared,
         stream,
-        peer,
         buf: Vec::new(),
         slot,
         waiting: true,
@@ -219,7 +217,7 @@ pub(crate) fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     };
     async move {
         let end = conn.serve().await;
-        log::debug!("connection from {} ended: {end}", conn.peer);
+        log::debug!("connection from {} ended: {end}", conn.slot.peer());
         drop(guard);
     }
 }
@@ -227,7 +225,6 @@ pub(crate) fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
 struct Conn<H, S> {
     shared: Arc<Shared<H>>,
     stream: S,
-    peer: SocketAddr,
     /// The one read buffer of this connection.
     buf: Vec<u8>,
     /// Our place in the admission registry.
@@ -304,7 +301,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             o.end(res.as_ref().map_or(500, |r| u16::from(r.status())));
         }
         let Some(res) = res else {
-            log::error!("handler panicked on a request from {}", self.peer);
+            log::error!("handler panicked on a request from {}", self.slot.peer());
             let bytes = plain_response(
                 StatusCode::InternalServerError,
                 "text/plain; charset=UTF-8",
@@ -504,10 +501,10 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         // http-types keeps both as text: ours, without `fmt` (a cost seen
         // in profiles of small pulls).
         let mut text = AddrText::default();
-        req.set_peer_addr(Some(text.of(self.peer)));
+        req.set_peer_addr(Some(text.of(*self.slot.peer())));
         req.set_local_addr(Some(self.shared.local_text.as_str()));
         req.ext_mut().insert(RawTarget(meta.path_and_query.clone()));
-        req.ext_mut().insert(PeerAddr(self.peer));
+        req.ext_mut().insert(PeerAddr(*self.slot.peer()));
         req
     }
 
@@ -629,7 +626,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
 
     /// Answer a framing error and close.
     async fn fail(&mut self, e: FramingError) -> ConnEnd {
-        super::defense_log::bad_request(&self.peer, &e);
+        super::defense_log::bad_request(self.slot.peer(), &e);
         let bytes = plain_response(e.status(), "application/json", e.body());
         if self.write(&bytes).await.is_ok() {
             self.linger().await;
@@ -639,7 +636,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
 
     /// Answer a read timeout with 408 and close.
     async fn timeout(&mut self) -> ConnEnd {
-        super::defense_log::slow_request(&self.peer);
+        super::defense_log::slow_request(self.slot.peer());
         let bytes = plain_response(
             StatusCode::RequestTimeout,
             "application/json",

@@ -307,7 +307,6 @@ async fn serve_with<H: Handler>(
                                 guard,
                                 slot,
                                 Io::Plain(Tcp(stream)),
-                                peer,
                             )),
                             #[cfg(feature = "tls")]
                             Transport::Tls(tls) => ex.spawn(handshake_then_run(
@@ -380,7 +379,7 @@ async fn handshake_then_run<H: Handler>(
         None
     };
     match handshake.or(timer).or(closed).await {
-        Some(Ok(tls)) => conn::run(shared, guard, slot, Io::Tls(Box::new(tls)), peer).await,
+        Some(Ok(tls)) => conn::run(shared, guard, slot, Io::Tls(Box::new(tls))).await,
         Some(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
         None => log::debug!(
             "TLS handshake with {peer} did not complete in time or was closed to make room"
@@ -429,10 +428,12 @@ mod tests {
         let slot = admission.admit(peer).unwrap();
         let guard = ActiveGuard::new(shared.clone());
         let io = Io::Plain(Tcp(Async::new(stream).unwrap()));
-        let fut = conn::run(shared, guard, slot, io, peer);
+        let fut = conn::run(shared, guard, slot, io);
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");
-        assert!(size <= 2048, "connection future is {size} bytes");
+        // 432 bytes in a test build when this was written (888 before issue
+        // 13 item 5); the whole task is 506 bytes in a release build.
+        assert!(size <= 560, "connection future is {size} bytes");
         drop(fut);
         drop(client);
     }
