@@ -13,6 +13,10 @@
 //!   (new connections are refused), idle connections are closed, requests in
 //!   flight run to completion and are answered with `Connection: close`. After
 //!   [`ServerConfig::shutdown_grace`], connections still open are dropped.
+//! * **Sockets**: an accepted socket is async-io's `Async<TcpStream>` itself
+//!   (`Tcp`), not async-net's `TcpStream`, which wraps it in an `Arc` with
+//!   readiness futures and a waker slab: what an idle connection holds is
+//!   kept small (issue 13, see bench/README.md "Memory per idle connection").
 //! * **Accept errors** (e.g. out of file descriptors) are logged and retried
 //!   after 100 ms; they never end the server.
 //! * **TLS** ([`serve_tls`], [`serve_tls_on`], feature `tls`): each accepted
