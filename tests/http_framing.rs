@@ -809,6 +809,26 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 }
 
 #[test]
+fn at_shutdown_a_head_under_way_is_still_answered() {
+    let mut srv = TestServer::start(small_config());
+    let mut idle = srv.connect();
+    idle.send(get("/warm").as_bytes());
+    assert_eq!(idle.response(false).status, 200);
+    let mut c = srv.connect();
+    c.send(b"GET /late HTTP/1.1\r\nHo");
+    std::thread::sleep(Duration::from_millis(100));
+    // Shutdown starts: the idle connection ends, the one mid-head does not.
+    let _ = srv.stop.take().unwrap().send_blocking(());
+    assert!(idle.is_closed());
+    c.send(b"st: h\r\n\r\n");
+    let r = c.response(false);
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("GET /late "), "{}", r.body);
+    assert!(r.closes());
+    srv.stop().unwrap();
+}
+
+#[test]
 fn serve_on_an_executor_run_by_two_threads() {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = std_listener.local_addr().unwrap();

@@ -1,6 +1,6 @@
 //! # One connection
 //!
-//! The per-connection loop: one read buffer for the life of the connection
+//! The per-connection loop: one read buffer per connection
 //! (surplus bytes after a request stay in it for the next one, so pipelined
 //! requests are answered in order), keep-alive, `Expect: 100-continue`, the
 //! head / body / write / keep-alive deadlines and the minimum receive rate,
@@ -8,9 +8,9 @@
 //! is delegated to [`framing`](super::framing).
 //!
 //! A connection's buffer holds only bytes received: each read lands in a
-//! per-thread scratch buffer and what arrived is appended, so an idle
-//! connection holds no read-sized buffer (only the capacity its last
-//! request needed).
+//! per-thread scratch buffer and what arrived is appended, and the buffer
+//! is released when a request leaves nothing behind in it, so an idle
+//! keep-alive connection holds no buffer at all.
 //!
 //! While it waits for a request head the connection may be chosen to make
 //! room for a new one ([`admission`](super::admission)); it is then closed
@@ -37,7 +37,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use http_types::headers::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http_types::{Body, Method, Request, Response, StatusCode, Version};
 
-use super::admission::{Admission, Slot};
+use super::admission::{Admission, Close, Slot};
 use super::framing::{
     analyze, parse_head, request_url, ChunkedDecoder, Framing, FramingError, ParsedHead,
     RequestMeta,
@@ -177,6 +177,17 @@ impl fmt::Display for ConnEnd {
     }
 }
 
+/// What else than data and its deadline a read waits for.
+#[derive(Clone, Copy)]
+enum Watch {
+    /// Nothing (a body is being read).
+    Nothing,
+    /// Being chosen to make room (part of a head has arrived).
+    Eviction,
+    /// That, or the server shutting down (nothing received yet).
+    EvictionAndShutdown,
+}
+
 enum ReadOutcome {
     Data,
     Eof,
@@ -187,31 +198,33 @@ enum ReadOutcome {
 
 /// Serve one accepted connection (a TCP stream, or a TLS stream over one)
 /// until it ends.
-pub(crate) async fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
+///
+/// Not an `async fn`: its arguments would stay in the future beside the
+/// connection built from them, for the life of the connection.
+pub(crate) fn run<H: Handler, S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared<H>>,
     guard: ActiveGuard<H>,
     slot: Slot,
     stream: S,
-    peer: SocketAddr,
-) {
+) -> impl std::future::Future<Output = ()> {
     let mut conn = Conn {
         shared,
         stream,
-        peer,
         buf: Vec::new(),
         slot,
         waiting: true,
         received: 0,
     };
-    let end = conn.serve().await;
-    log::debug!("connection from {peer} ended: {end}");
-    drop(guard);
+    async move {
+        let end = conn.serve().await;
+        log::debug!("connection from {} ended: {end}", conn.slot.peer());
+        drop(guard);
+    }
 }
 
 struct Conn<H, S> {
     shared: Arc<Shared<H>>,
     stream: S,
-    peer: SocketAddr,
     /// The one read buffer of this connection.
     buf: Vec<u8>,
     /// Our place in the admission registry.
@@ -241,8 +254,11 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             if let Some(end) = Box::pin(self.exchange(head, served)).await {
                 return end;
             }
-            // Do not keep a large body's buffer for the life of the connection.
-            if self.buf.capacity() > SHRINK_ABOVE {
+            // An idle connection holds no buffer; nor is a large body's
+            // buffer kept for the life of the connection.
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
+            } else if self.buf.capacity() > SHRINK_ABOVE {
                 self.buf.shrink_to(self.buf.len());
             }
         }
@@ -285,7 +301,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             o.end(res.as_ref().map_or(500, |r| u16::from(r.status())));
         }
         let Some(res) = res else {
-            log::error!("handler panicked on a request from {}", self.peer);
+            log::error!("handler panicked on a request from {}", self.slot.peer());
             let bytes = plain_response(
                 StatusCode::InternalServerError,
                 "text/plain; charset=UTF-8",
@@ -346,7 +362,9 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(e) => return Err(self.fail(e).await),
+                // Boxed, here and below: the answer's write and linger
+                // would otherwise sit in every waiting connection's future.
+                Err(e) => return Err(Box::pin(self.fail(e)).await),
             }
             if !self.waiting {
                 self.slot.waiting();
@@ -356,9 +374,12 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             let outcome = match started {
                 Some((at, base)) if !idle => {
                     let d = self.with_rate(after(at, head_timeout), at, base);
-                    self.read_more(d, false, true).await?
+                    self.read_more(d, Watch::Eviction).await?
                 }
-                _ => self.read_more(idle_deadline, true, true).await?,
+                _ => {
+                    self.read_more(idle_deadline, Watch::EvictionAndShutdown)
+                        .await?
+                }
             };
             match outcome {
                 ReadOutcome::Data => {
@@ -370,7 +391,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 ReadOutcome::Shutdown => return Err(ConnEnd::Shutdown),
                 ReadOutcome::Evicted => return Err(ConnEnd::Evicted),
                 ReadOutcome::Timeout if idle => return Err(ConnEnd::Idle),
-                ReadOutcome::Timeout => return Err(self.timeout().await),
+                ReadOutcome::Timeout => return Err(Box::pin(self.timeout()).await),
             }
         }
     }
@@ -409,7 +430,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                 }
                 while self.buf.len() < n {
                     let d = self.with_rate(deadline, start, base);
-                    match self.read_more(d, false, false).await? {
+                    match self.read_more(d, Watch::Nothing).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::Timeout => return Err(self.timeout().await),
                         ReadOutcome::Eof | ReadOutcome::Shutdown | ReadOutcome::Evicted => {
@@ -435,7 +456,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
                         return Ok(dec.into_body());
                     }
                     let d = self.with_rate(deadline, start, base);
-                    match self.read_more(d, false, false).await? {
+                    match self.read_more(d, Watch::Nothing).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::Timeout => return Err(self.timeout().await),
                         ReadOutcome::Eof | ReadOutcome::Shutdown | ReadOutcome::Evicted => {
@@ -480,29 +501,20 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
         // http-types keeps both as text: ours, without `fmt` (a cost seen
         // in profiles of small pulls).
         let mut text = AddrText::default();
-        req.set_peer_addr(Some(text.of(self.peer)));
+        req.set_peer_addr(Some(text.of(*self.slot.peer())));
         req.set_local_addr(Some(self.shared.local_text.as_str()));
         req.ext_mut().insert(RawTarget(meta.path_and_query.clone()));
-        req.ext_mut().insert(PeerAddr(self.peer));
+        req.ext_mut().insert(PeerAddr(*self.slot.peer()));
         req
     }
 
-    /// Read more bytes into the buffer, until `deadline` (and, if
-    /// `watch_shutdown`, until the server shuts down; if `watch_evict`, until
-    /// this connection is chosen to make room).
-    async fn read_more(
-        &mut self,
-        deadline: Instant,
-        watch_shutdown: bool,
-        watch_evict: bool,
-    ) -> Result<ReadOutcome, ConnEnd> {
+    /// Read more bytes into the buffer, until `deadline` (and, as `watch`
+    /// says, until this connection is chosen to make room or the server
+    /// shuts down).
+    async fn read_more(&mut self, deadline: Instant, watch: Watch) -> Result<ReadOutcome, ConnEnd> {
         let old = self.buf.len();
         let Conn {
-            shared,
-            stream,
-            buf,
-            slot,
-            ..
+            stream, buf, slot, ..
         } = self;
         let read = async {
             match (ReadAppend { stream, buf }).await {
@@ -515,21 +527,20 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
             Timer::at(deadline).await;
             Ok((ReadOutcome::Timeout, 0))
         };
-        let stop = async {
-            if !watch_shutdown {
-                return futures_lite::future::pending().await;
+        // One waker in the connection's admission slot for both: no
+        // waiter on a shared shutdown signal per idle connection.
+        let closed = async {
+            let shutdown = match watch {
+                Watch::Nothing => return futures_lite::future::pending().await,
+                Watch::Eviction => false,
+                Watch::EvictionAndShutdown => true,
+            };
+            match slot.closed(shutdown).await {
+                Close::Evicted => Ok((ReadOutcome::Evicted, 0)),
+                Close::Shutdown => Ok((ReadOutcome::Shutdown, 0)),
             }
-            shared.shutdown.wait().await;
-            Ok((ReadOutcome::Shutdown, 0))
         };
-        let evicted = async {
-            if !watch_evict {
-                return futures_lite::future::pending().await;
-            }
-            slot.evicted().await;
-            Ok((ReadOutcome::Evicted, 0))
-        };
-        let result = read.or(timer).or(stop).or(evicted).await;
+        let result = read.or(timer).or(closed).await;
         match result {
             Ok((outcome, n)) => {
                 debug_assert_eq!(self.buf.len(), old + n);
@@ -615,7 +626,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
 
     /// Answer a framing error and close.
     async fn fail(&mut self, e: FramingError) -> ConnEnd {
-        super::defense_log::bad_request(&self.peer, &e);
+        super::defense_log::bad_request(self.slot.peer(), &e);
         let bytes = plain_response(e.status(), "application/json", e.body());
         if self.write(&bytes).await.is_ok() {
             self.linger().await;
@@ -625,7 +636,7 @@ impl<H: Handler, S: AsyncRead + AsyncWrite + Unpin> Conn<H, S> {
 
     /// Answer a read timeout with 408 and close.
     async fn timeout(&mut self) -> ConnEnd {
-        super::defense_log::slow_request(&self.peer);
+        super::defense_log::slow_request(self.slot.peer());
         let bytes = plain_response(
             StatusCode::RequestTimeout,
             "application/json",
