@@ -62,7 +62,12 @@
 //! wait for a checkpoint (unless the log grows to four times that while
 //! one is still running: then the committer waits for it). A graceful
 //! close (dropping the store) commits what is queued and checkpoints
-//! everything, leaving no log behind. Off Linux and Android, where there
+//! everything, leaving only the newest log, emptied (so generations never
+//! start again: an old log whose deletion did not reach the disk can never
+//! be replayed after a newer one). Logs are deleted oldest first, each
+//! deletion synced before the next; after a failed checkpoint none is
+//! deleted until the next open (a later `syncfs` may not report the
+//! failed writeback again). Off Linux and Android, where there
 //! is no `syncfs`, step 2 fsyncs each file and directory instead and the
 //! checkpoint only deletes logs. The log takes disk space besides the
 //! values: up to 16 MiB (64 MiB while a slow checkpoint runs, more if
@@ -117,7 +122,7 @@ use std::fs::{self, File, OpenOptions};
 use std::hash::BuildHasher;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -193,6 +198,12 @@ struct Inner {
     queue: Mutex<Queue>,
     /// Signalled when the queue gets its first write or the store closes.
     work: Condvar,
+    /// Set when a checkpoint failed. From then on no log is deleted until
+    /// the store is next opened (which replays them): Linux reports a
+    /// writeback error to `syncfs` once per open file, so a later
+    /// checkpoint's `syncfs` on the same handle can succeed although the
+    /// files the kept logs cover never reached the disk.
+    checkpoint_failed: AtomicBool,
     /// Tests hold this to keep the committer from committing.
     #[cfg(test)]
     hold: Mutex<()>,
@@ -350,6 +361,7 @@ impl FsStore {
             bins: Mutex::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
+            checkpoint_failed: AtomicBool::new(false),
             #[cfg(test)]
             hold: Mutex::new(()),
         });
@@ -620,13 +632,36 @@ impl Inner {
     /// Make everything applied so far durable, then delete the logs up to
     /// generation `upto`.
     fn checkpoint(&self, upto: u64) -> io::Result<()> {
-        sync_filesystem(&self.dir)?;
-        for (generation, path) in self.logs()? {
-            if generation <= upto {
-                fs::remove_file(path)?;
-            }
+        self.checkpoint_with(upto, sync_filesystem)
+    }
+
+    /// [`Inner::checkpoint`] with the filesystem flush given (tests fail it).
+    /// After one failure every later checkpoint fails without deleting
+    /// anything ([`Inner::checkpoint_failed`]). The logs are deleted oldest
+    /// first, each deletion made durable before the next, so a crash (or a
+    /// filesystem that does not keep the order of metadata changes) never
+    /// leaves an older log without the newer ones that override it.
+    fn checkpoint_with(&self, upto: u64, flush: fn(&File) -> io::Result<()>) -> io::Result<()> {
+        if self.checkpoint_failed.load(Ordering::Acquire) {
+            return Err(io::Error::other(
+                "an earlier checkpoint failed: the logs are kept until the store is \
+                 opened again, which replays them",
+            ));
         }
-        sync_dir(&self.base)
+        let r = (|| {
+            flush(&self.dir)?;
+            for (generation, path) in self.logs()? {
+                if generation <= upto {
+                    fs::remove_file(path)?;
+                    sync_dir(&self.base)?;
+                }
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            self.checkpoint_failed.store(true, Ordering::Release);
+        }
+        r
     }
 
     /// Apply one write to the value files (the committer and replay only).
@@ -857,15 +892,32 @@ struct Log {
 impl Log {
     /// Create log `generation` durably: its magic is on disk and its name
     /// in the directory before any record is acknowledged from it.
+    /// A file that could not be made durable is removed again, so that the
+    /// next rotation can create it (`create_new` refuses one that exists).
     fn create(base: &Path, generation: u64) -> io::Result<Log> {
+        Log::create_with(base, generation, sync_dir)
+    }
+
+    /// [`Log::create`] with the directory sync given (tests fail it).
+    fn create_with(
+        base: &Path,
+        generation: u64,
+        sync_base: fn(&Path) -> io::Result<()>,
+    ) -> io::Result<Log> {
         let path = base.join(format!("{LOG_PREFIX}{generation}"));
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)?;
-        file.write_all(wal::FILE_MAGIC)?;
-        file.sync_all()?;
-        sync_dir(base)?;
+        let durable = file
+            .write_all(wal::FILE_MAGIC)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| sync_base(base));
+        if let Err(e) = durable {
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(Log {
             file,
             generation,
@@ -1051,7 +1103,7 @@ impl Committer {
         let inner = Arc::clone(&self.inner);
         let work = move || {
             if let Err(e) = inner.checkpoint(upto) {
-                log::warn!("checkpoint failed ({e}); the logs are kept and retried later");
+                log::error!("checkpoint failed ({e}); the logs are kept until the next open");
             }
         };
         match std::thread::Builder::new()
@@ -1064,12 +1116,26 @@ impl Committer {
     }
 
     /// The store is closing and the queue is empty: checkpoint everything.
+    /// The current log is emptied rather than deleted, so that the next
+    /// open continues its generations: were they to start again at 1, a
+    /// deleted log whose removal did not reach the disk could come back
+    /// after a crash and be replayed after newer ones.
     fn close(&mut self) {
         if let Some(h) = self.checkpoint.take() {
             let _ = h.join();
         }
-        if let Err(e) = self.inner.checkpoint(self.log.generation) {
+        if let Err(e) = self.inner.checkpoint(self.log.generation - 1) {
             log::warn!("checkpoint at close failed ({e}); the logs are replayed at the next open");
+            return;
+        }
+        let len = wal::FILE_MAGIC.len() as u64;
+        if let Err(e) = self
+            .log
+            .file
+            .set_len(len)
+            .and_then(|()| self.log.file.sync_data())
+        {
+            log::warn!("cannot empty the log at close ({e}); it is replayed at the next open");
         }
     }
 }
@@ -1472,8 +1538,13 @@ mod tests {
         s.put("c/d/img", b"{}").unwrap();
         assert!(!dir.0.join("c/d/img.~bin").exists());
         drop(s);
-        // A clean close leaves no log.
-        assert_eq!(log_files(&dir.0), Vec::<u64>::new());
+        // A clean close leaves the newest log, emptied, so that the next
+        // open goes on from generation 9.
+        assert_eq!(log_files(&dir.0), [8]);
+        assert_eq!(
+            fs::read(dir.0.join(format!("{LOG_PREFIX}8"))).unwrap(),
+            wal::FILE_MAGIC
+        );
 
         // Replaying is idempotent: the same log again changes nothing but
         // what it writes.
@@ -1486,6 +1557,7 @@ mod tests {
         assert_eq!(s.get("a/b").unwrap().as_deref(), Some(&b"v2"[..]));
         assert_eq!(s.get("gone").unwrap(), None);
         assert_eq!(s.get("c/d/img").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert_eq!(log_files(&dir.0), [10]);
     }
 
     #[test]
@@ -1557,10 +1629,69 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         drop(s);
-        assert_eq!(log_files(&dir.0), Vec::<u64>::new());
+        let left = log_files(&dir.0);
+        assert_eq!(left.len(), 1, "{left:?}");
+        let newest = left[0];
+        assert_eq!(
+            fs::read(dir.0.join(format!("{LOG_PREFIX}{newest}"))).unwrap(),
+            wal::FILE_MAGIC
+        );
         let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(log_files(&dir.0), [newest + 1], "generations go on");
         assert_eq!(s.list_keys("r/", None, 100).unwrap().len(), 64);
         assert_eq!(s.get("r/3/63").unwrap(), Some(value));
+    }
+
+    #[test]
+    fn after_a_failed_checkpoint_no_log_is_deleted_until_the_next_open() {
+        fn failing(_: &File) -> io::Result<()> {
+            Err(io::Error::from_raw_os_error(5)) // EIO from writeback
+        }
+        fn flushed(_: &File) -> io::Result<()> {
+            Ok(())
+        }
+        // Control: an older log is deleted by a checkpoint that succeeds.
+        let dir = Dir::new("ckpt-ok");
+        let s = FsStore::open(&dir.0).unwrap();
+        fs::write(dir.0.join(format!("{LOG_PREFIX}0")), wal::FILE_MAGIC).unwrap();
+        s.inner.checkpoint_with(0, flushed).unwrap();
+        assert_eq!(log_files(&dir.0), vec![1]);
+        drop(s);
+
+        let dir = Dir::new("ckpt-failed");
+        let s = FsStore::open(&dir.0).unwrap();
+        s.put("k", b"acknowledged").unwrap();
+        crashed_log(&dir.0, 0, &[&[("old", Op::Doc(b"from log 0"))]]);
+        assert!(s.inner.checkpoint_with(0, failing).is_err());
+        assert_eq!(log_files(&dir.0), vec![0, 1]);
+        // A later flush that reports no error proves nothing about the
+        // writes whose writeback failed: nothing is deleted, at close either.
+        assert!(s.inner.checkpoint_with(0, flushed).is_err());
+        assert_eq!(log_files(&dir.0), vec![0, 1]);
+        drop(s);
+        assert_eq!(log_files(&dir.0), vec![0, 1]);
+        // The next open replays both logs and checkpoints them.
+        let s = FsStore::open(&dir.0).unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"acknowledged"[..]));
+        assert_eq!(s.get("old").unwrap().as_deref(), Some(&b"from log 0"[..]));
+        assert_eq!(log_files(&dir.0), vec![2]);
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_made_durable_is_removed() {
+        fn failing(_: &Path) -> io::Result<()> {
+            Err(io::Error::from_raw_os_error(5))
+        }
+        let dir = Dir::new("log-create");
+        assert!(Log::create_with(&dir.0, 3, failing).is_err());
+        assert_eq!(log_files(&dir.0), Vec::<u64>::new());
+        // So the next attempt at the same generation can create it.
+        let log = Log::create_with(&dir.0, 3, sync_dir).unwrap();
+        assert_eq!(log.generation, 3);
+        assert_eq!(
+            fs::read(dir.0.join(format!("{LOG_PREFIX}3"))).unwrap(),
+            wal::FILE_MAGIC
+        );
     }
 
     #[test]
