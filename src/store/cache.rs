@@ -12,8 +12,8 @@
 //!
 //! Documents only (binary values pass through), filled by reads
 //! ([`Store::get_shared`], [`Store::get`]) and by writes that complete
-//! alone (write-through: a document just pushed is the one its readers
-//! pull next). Replacement is CLOCK (second chance): a hit sets the
+//! alone ([`Store::put`], [`Store::swap`]: appends; a push, a deferred
+//! swap, drops the key and the next read fills it). Replacement is CLOCK (second chance): a hit sets the
 //! entry's reference bit under a read lock; an insert that goes over the
 //! budget sweeps the ring, clearing set bits and evicting the first entry
 //! found clear. An entry counts its bytes, its key and a fixed overhead
@@ -28,13 +28,15 @@
 //! below: that is why the server never puts it in front of a database that
 //! several nodes write ([`postgres`](super)), nor needs it for the memory
 //! store. Writes are not serialised here; instead each key hashes to one
-//! of [`STRIPES`] generation counters, bumped when a write starts and
-//! when it ends:
+//! of [`STRIPES`] stripes, each with a generation counter, bumped when a
+//! write starts and when it ends, and a count of the writes in flight:
 //!
-//! * a read that missed inserts what it read only if its stripe's
-//!   generation did not move while it read (no write started or ended in
-//!   between), so a value read before a write landed is never cached after
-//!   that write;
+//! * a read that missed inserts what it read only if no write of its
+//!   stripe was in flight and the generation did not move while it read
+//!   (no write started or ended in between), so a value read before a
+//!   write landed is never cached after that write, and two reads on
+//!   either side of the moment the store applies a write cannot cache the
+//!   new value and then the old one;
 //! * a write that ends caches its value only if the generation is still
 //!   the one its start set (no other write of the stripe overlapped it, so
 //!   its value is what the store holds); otherwise, and after any failed
@@ -46,11 +48,14 @@
 //! was in flight is replaced or dropped when that write ends.
 //!
 //! A deferred swap ([`Store::swap_deferred`], a push on the filesystem
-//! store) ends when its [`Pending`] resolves, not when the call returns:
-//! the store applies the write to its files only then. Until that moment
-//! its stripe counts a write in flight; when it resolves the key is
-//! dropped and the generation bumped, so the next read fills the cache
-//! from the files that now hold the new value.
+//! store) drops its key when it starts and ends when its [`Pending`]
+//! resolves, not when the call returns: the store applies the write to
+//! its files only then. Until that moment its stripe counts it in flight;
+//! when it resolves the key is dropped again and the generation bumped,
+//! so the next read fills the cache from the files that now hold the new
+//! value. A `Pending` dropped unresolved (a cancelled push) is waited for
+//! on a thread of its own, which ends the write when the store has it; a
+//! write whose code unwinds ends as one that failed.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -79,10 +84,19 @@ pub struct CacheStore {
     /// Largest document cached.
     max_entry: usize,
     state: Arc<RwLock<Ring>>,
-    generations: Arc<[AtomicU64]>,
+    stripes: Arc<[Stripe]>,
     hasher: std::collections::hash_map::RandomState,
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// The write bookkeeping of the keys that hash to one stripe (module docs).
+#[derive(Default)]
+struct Stripe {
+    /// Bumped when a write starts and when it ends.
+    generation: AtomicU64,
+    /// Writes started and not yet ended.
+    in_flight: AtomicU64,
 }
 
 /// The cached entries: a map to ring slots, the CLOCK hand.
@@ -124,7 +138,7 @@ impl CacheStore {
             budget,
             max_entry: budget / 8,
             state: Arc::new(RwLock::new(Ring::default())),
-            generations: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             hasher: Default::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -156,8 +170,20 @@ impl CacheStore {
         (self.hasher.hash_one(key) % STRIPES as u64) as usize
     }
 
-    fn generation(&self, key: &str) -> &AtomicU64 {
-        &self.generations[self.stripe(key)]
+    /// A write of `key` starts: its stripe counts it in flight until its
+    /// [`WriteEnd`] runs. Answers the generation the start set.
+    fn begin(&self, key: &str) -> (WriteEnd, u64) {
+        let stripe = self.stripe(key);
+        let s = &self.stripes[stripe];
+        s.in_flight.fetch_add(1, Ordering::AcqRel);
+        let started = s.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let end = WriteEnd {
+            state: self.state.clone(),
+            stripes: self.stripes.clone(),
+            stripe,
+            key: key.into(),
+        };
+        (end, started)
     }
 
     fn lookup(&self, key: &str) -> Option<SharedDoc> {
@@ -169,19 +195,21 @@ impl CacheStore {
     }
 
     /// A read: the cached value, or the store's, cached if no write of
-    /// its stripe started or ended meanwhile.
+    /// its stripe was in flight, started or ended meanwhile.
     fn read_through(&self, key: &str) -> Result<Option<SharedDoc>, StoreError> {
         if let Some(d) = self.lookup(key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(d));
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let generation = self.generation(key);
-        let before = generation.load(Ordering::Acquire);
+        let stripe = &self.stripes[self.stripe(key)];
+        let before = stripe.generation.load(Ordering::Acquire);
         let got = self.inner.get_shared(key)?;
         if let Some(d) = &got {
             let mut ring = self.write();
-            if generation.load(Ordering::Acquire) == before {
+            if stripe.generation.load(Ordering::Acquire) == before
+                && stripe.in_flight.load(Ordering::Acquire) == 0
+            {
                 self.insert(&mut ring, key, d.clone());
             }
         }
@@ -196,17 +224,21 @@ impl CacheStore {
         key: &str,
         work: impl FnOnce(&dyn Store) -> Result<(T, Option<SharedDoc>), StoreError>,
     ) -> Result<T, StoreError> {
-        let generation = self.generation(key);
-        let started = generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let (end, started) = self.begin(key);
+        // Should `work` panic, the write still ends (dropping the key).
+        let end = EndOnUnwind(Some(end));
         let result = work(&*self.inner);
+        let end = end.disarm();
         let mut ring = self.write();
         match &result {
-            Ok((_, Some(doc))) if generation.load(Ordering::Acquire) == started => {
+            Ok((_, Some(doc)))
+                if self.stripes[end.stripe].generation.load(Ordering::Acquire) == started =>
+            {
                 self.insert(&mut ring, key, doc.clone());
             }
             _ => Self::remove(&mut ring, key),
         }
-        generation.fetch_add(1, Ordering::AcqRel);
+        end.bump();
         drop(ring);
         result.map(|(t, _)| t)
     }
@@ -321,14 +353,11 @@ impl Store for CacheStore {
         expected: Option<&[u8]>,
         value: &[u8],
     ) -> Result<Option<Pending>, StoreError> {
-        let stripe = self.stripe(key);
-        self.generations[stripe].fetch_add(1, Ordering::AcqRel);
-        let end = WriteEnd {
-            state: self.state.clone(),
-            generations: self.generations.clone(),
-            stripe,
-            key: key.into(),
-        };
+        let (end, _) = self.begin(key);
+        // The key leaves the cache now: should the write's end never run
+        // (its `Pending` dropped and no thread to wait for it), the stripe
+        // keeps counting it in flight and no read caches the key again.
+        Self::remove(&mut self.write(), key);
         match self.inner.swap_deferred(key, expected, value) {
             Ok(Some(pending)) => Ok(Some(Pending::queued(Arc::new(Uncache {
                 pending: Mutex::new(Some(pending)),
@@ -379,20 +408,47 @@ impl Store for CacheStore {
     }
 }
 
-/// The end of a write whose value is not cached: the key is dropped and
-/// its stripe's generation bumped, under the ring's lock.
+/// The end of a write ([`CacheStore::begin`]).
+#[derive(Clone)]
 struct WriteEnd {
     state: Arc<RwLock<Ring>>,
-    generations: Arc<[AtomicU64]>,
+    stripes: Arc<[Stripe]>,
     stripe: usize,
     key: Box<str>,
 }
 
 impl WriteEnd {
+    /// The end of a write whose value is not cached: the key is dropped
+    /// and the stripe's generation bumped, under the ring's lock.
     fn finish(&self) {
         let mut ring = self.state.write().unwrap_or_else(PoisonError::into_inner);
         CacheStore::remove(&mut ring, &self.key);
-        self.generations[self.stripe].fetch_add(1, Ordering::AcqRel);
+        self.bump();
+    }
+
+    /// The stripe's bookkeeping of the end (the caller holds the ring's
+    /// lock and has settled the key's entry).
+    fn bump(&self) {
+        let s = &self.stripes[self.stripe];
+        s.generation.fetch_add(1, Ordering::AcqRel);
+        s.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Ends a write if the code between its start and its end unwinds.
+struct EndOnUnwind(Option<WriteEnd>);
+
+impl EndOnUnwind {
+    fn disarm(mut self) -> WriteEnd {
+        self.0.take().expect("armed once")
+    }
+}
+
+impl Drop for EndOnUnwind {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end.finish();
+        }
     }
 }
 
@@ -409,6 +465,28 @@ impl Uncache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+}
+
+/// A deferred write dropped before it resolved (its push was cancelled)
+/// still lands in the store below: a thread waits for it and ends it
+/// there, so the key is cached again only after the store holds the new
+/// value.
+impl Drop for Uncache {
+    fn drop(&mut self) {
+        let Some(pending) = self.take() else {
+            return;
+        };
+        let end = self.end.clone();
+        let waiter = std::thread::Builder::new()
+            .name("starfish-uncache".into())
+            .spawn(move || {
+                let _ = pending.wait();
+                end.finish();
+            });
+        if let Err(e) = waiter {
+            log::warn!("cache: cannot wait for a dropped write ({e}); its key is not cached again");
+        }
     }
 }
 
@@ -673,9 +751,16 @@ mod tests {
             assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
 
             let pending = c.swap_deferred("k", Some(b"old"), b"new").unwrap().unwrap();
-            // Until it resolves the store holds the old value, and a read that
-            // misses now may cache it ...
+            // Until it resolves the store holds the old value: a read gets
+            // it, and nothing is cached while the write is in flight (a read
+            // after the store applied it and before it resolved would
+            // otherwise cache the new value, and an older read the old one).
+            assert!(c.peek("k").is_none(), "dropped when the write started");
             assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
+            assert!(c.peek("k").is_none(), "not cached while in flight");
+            mem.put("k", b"applied early").unwrap();
+            assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"applied early"[..]));
+            assert!(c.peek("k").is_none(), "not cached while in flight");
             gate.released.store(true, Ordering::SeqCst);
             if awaited {
                 futures_lite::future::block_on(pending).unwrap();
@@ -687,5 +772,63 @@ mod tests {
             assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"new"[..]));
             assert_eq!(c.peek("k").unwrap().unwrap().unwrap().bytes(), b"new");
         }
+    }
+
+    #[test]
+    fn a_dropped_deferred_swap_still_ends_once_the_store_applies_it() {
+        let mem = Arc::new(MemoryStore::new());
+        let gate = Arc::new(Gate {
+            store: mem.clone(),
+            queued: Mutex::new(None),
+            released: Default::default(),
+        });
+        let below = Arc::new(Gated {
+            inner: mem.clone(),
+            gate: gate.clone(),
+        });
+        let c = CacheStore::new(below, 1 << 20);
+        mem.put("k", b"old").unwrap();
+        assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
+        let pending = c.swap_deferred("k", Some(b"old"), b"new").unwrap().unwrap();
+        assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
+        // The push is cancelled: its Pending is dropped, never polled. The
+        // write still lands below, and the key is cached again after it.
+        gate.released.store(true, Ordering::SeqCst);
+        drop(pending);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while c.get("k").unwrap().as_deref() != Some(&b"new"[..]) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dropped write never landed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        while c.peek("k").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the key is never cached again"
+            );
+            c.get("k").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(c.peek("k").unwrap().unwrap().unwrap().bytes(), b"new");
+    }
+
+    #[test]
+    fn a_write_that_panics_still_ends() {
+        let c = CacheStore::new(Arc::new(MemoryStore::new()), 1 << 20);
+        c.put("k", b"old").unwrap();
+        assert!(c.peek("k").is_some());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.write_through::<()>("k", |s| {
+                s.put("k", b"new").unwrap();
+                panic!("store bug after the write");
+            })
+        }));
+        assert!(r.is_err());
+        // The old value is not served, and the stripe fills again.
+        assert!(c.peek("k").is_none());
+        assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(c.peek("k").unwrap().unwrap().unwrap().bytes(), b"new");
     }
 }
