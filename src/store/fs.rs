@@ -887,11 +887,14 @@ struct Log {
     len: u64,
     /// Records in the file so far (the next record's sequence number).
     records: u64,
+    /// How its records are framed (from its random salt).
+    framing: wal::Framing,
 }
 
 impl Log {
-    /// Create log `generation` durably: its magic is on disk and its name
-    /// in the directory before any record is acknowledged from it.
+    /// Create log `generation` durably: its header (magic and a random
+    /// salt) is on disk and its name in the directory before any record
+    /// is acknowledged from it.
     /// A file that could not be made durable is removed again, so that the
     /// next rotation can create it (`create_new` refuses one that exists).
     fn create(base: &Path, generation: u64) -> io::Result<Log> {
@@ -904,13 +907,15 @@ impl Log {
         generation: u64,
         sync_base: fn(&Path) -> io::Result<()>,
     ) -> io::Result<Log> {
+        let mut salt = [0u8; 8];
+        getrandom::fill(&mut salt).map_err(|e| io::Error::other(format!("no random salt: {e}")))?;
         let path = base.join(format!("{LOG_PREFIX}{generation}"));
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)?;
         let durable = file
-            .write_all(wal::FILE_MAGIC)
+            .write_all(&wal::file_header(&salt))
             .and_then(|()| file.sync_all())
             .and_then(|()| sync_base(base));
         if let Err(e) = durable {
@@ -921,8 +926,9 @@ impl Log {
         Ok(Log {
             file,
             generation,
-            len: wal::FILE_MAGIC.len() as u64,
+            len: wal::FILE_HEADER as u64,
             records: 0,
+            framing: wal::Framing::of(&salt),
         })
     }
 
@@ -1004,7 +1010,14 @@ impl Committer {
         let mut refused = Vec::new();
         for e in batch {
             let seq = first + logged.len() as u64;
-            match wal::encode(&mut self.buf, seq, first, &e.key, e.value.op()) {
+            match wal::encode(
+                &mut self.buf,
+                self.log.framing,
+                seq,
+                first,
+                &e.key,
+                e.value.op(),
+            ) {
                 Ok(()) => logged.push(Arc::clone(e)),
                 Err(wal::TooLarge) => refused.push(Arc::clone(e)),
             }
@@ -1128,7 +1141,7 @@ impl Committer {
             log::warn!("checkpoint at close failed ({e}); the logs are replayed at the next open");
             return;
         }
-        let len = wal::FILE_MAGIC.len() as u64;
+        let len = wal::FILE_HEADER as u64;
         if let Err(e) = self
             .log
             .file
@@ -1476,14 +1489,25 @@ mod tests {
         g
     }
 
+    /// A log file holding its header and no record.
+    fn assert_empty_log(path: &Path) {
+        let bytes = fs::read(path).unwrap();
+        assert_eq!(bytes.len(), wal::FILE_HEADER, "{}", path.display());
+        assert_eq!(&bytes[..8], wal::FILE_MAGIC);
+        assert_eq!(wal::scan(&bytes), (vec![], wal::End::Clean));
+    }
+
+    /// The salt of the logs the tests write.
+    const SALT: [u8; 8] = *b"fs-tests";
+
     /// A log file as a crash would leave it: `batches` of records.
     fn crashed_log(dir: &Path, generation: u64, batches: &[&[(&str, Op<'_>)]]) -> Vec<u8> {
-        let mut out = wal::FILE_MAGIC.to_vec();
+        let mut out = wal::file_header(&SALT).to_vec();
         let mut seq = 0;
         for batch in batches {
             let first = seq;
             for (key, op) in *batch {
-                wal::encode(&mut out, seq, first, key, *op).unwrap();
+                wal::encode(&mut out, wal::Framing::of(&SALT), seq, first, key, *op).unwrap();
                 seq += 1;
             }
         }
@@ -1519,7 +1543,15 @@ mod tests {
         );
         // A torn last batch: half of a record that must not land.
         let mut torn = Vec::new();
-        wal::encode(&mut torn, 4, 4, "torn", Op::Doc(b"never")).unwrap();
+        wal::encode(
+            &mut torn,
+            wal::Framing::of(&SALT),
+            4,
+            4,
+            "torn",
+            Op::Doc(b"never"),
+        )
+        .unwrap();
         log.extend_from_slice(&torn[..torn.len() / 2]);
         fs::write(dir.0.join(format!("{LOG_PREFIX}7")), &log).unwrap();
 
@@ -1541,10 +1573,7 @@ mod tests {
         // A clean close leaves the newest log, emptied, so that the next
         // open goes on from generation 9.
         assert_eq!(log_files(&dir.0), [8]);
-        assert_eq!(
-            fs::read(dir.0.join(format!("{LOG_PREFIX}8"))).unwrap(),
-            wal::FILE_MAGIC
-        );
+        assert_empty_log(&dir.0.join(format!("{LOG_PREFIX}8")));
 
         // Replaying is idempotent: the same log again changes nothing but
         // what it writes.
@@ -1589,8 +1618,16 @@ mod tests {
         // Flip a byte in the body of the second record ("y"): its batch
         // was followed by another, so it was acknowledged.
         let mut bad = log.clone();
-        let mut first = wal::FILE_MAGIC.to_vec();
-        wal::encode(&mut first, 0, 0, "x", Op::Doc(b"1")).unwrap();
+        let mut first = wal::file_header(&SALT).to_vec();
+        wal::encode(
+            &mut first,
+            wal::Framing::of(&SALT),
+            0,
+            0,
+            "x",
+            Op::Doc(b"1"),
+        )
+        .unwrap();
         bad[first.len() + wal::RECORD_HEADER] ^= 0x20;
         let path = dir.0.join(format!("{LOG_PREFIX}3"));
         fs::write(&path, &bad).unwrap();
@@ -1632,10 +1669,7 @@ mod tests {
         let left = log_files(&dir.0);
         assert_eq!(left.len(), 1, "{left:?}");
         let newest = left[0];
-        assert_eq!(
-            fs::read(dir.0.join(format!("{LOG_PREFIX}{newest}"))).unwrap(),
-            wal::FILE_MAGIC
-        );
+        assert_empty_log(&dir.0.join(format!("{LOG_PREFIX}{newest}")));
         let s = FsStore::open(&dir.0).unwrap();
         assert_eq!(log_files(&dir.0), [newest + 1], "generations go on");
         assert_eq!(s.list_keys("r/", None, 100).unwrap().len(), 64);
@@ -1653,7 +1687,11 @@ mod tests {
         // Control: an older log is deleted by a checkpoint that succeeds.
         let dir = Dir::new("ckpt-ok");
         let s = FsStore::open(&dir.0).unwrap();
-        fs::write(dir.0.join(format!("{LOG_PREFIX}0")), wal::FILE_MAGIC).unwrap();
+        fs::write(
+            dir.0.join(format!("{LOG_PREFIX}0")),
+            wal::file_header(&SALT),
+        )
+        .unwrap();
         s.inner.checkpoint_with(0, flushed).unwrap();
         assert_eq!(log_files(&dir.0), vec![1]);
         drop(s);
@@ -1688,10 +1726,7 @@ mod tests {
         // So the next attempt at the same generation can create it.
         let log = Log::create_with(&dir.0, 3, sync_dir).unwrap();
         assert_eq!(log.generation, 3);
-        assert_eq!(
-            fs::read(dir.0.join(format!("{LOG_PREFIX}3"))).unwrap(),
-            wal::FILE_MAGIC
-        );
+        assert_empty_log(&dir.0.join(format!("{LOG_PREFIX}3")));
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //!
 //! ## A log file
 //!
-//! `<base>/.~wal.<generation>`: the 8-byte [`FILE_MAGIC`], then records
-//! back to back. Each record is one write (a document, a binary value or a
-//! deletion) of one key, in the order the store applied them:
+//! `<base>/.~wal.<generation>`: the 8-byte [`FILE_MAGIC`] and the file's
+//! 8-byte salt, random for each file ([`FILE_HEADER`] bytes in all), then
+//! records back to back. Each record is one write (a document, a binary
+//! value or a deletion) of one key, in the order the store applied them:
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 4 | [`RECORD_MAGIC`] |
-//! | 4 | 4 | CRC-32C (Castagnoli) of bytes 8 .. end of record, little-endian |
+//! | 0 | 4 | record magic: the salt's first 4 bytes |
+//! | 4 | 4 | CRC-32C (Castagnoli) of the salt's last 4 bytes, then bytes 8 .. end of record, little-endian |
 //! | 8 | 8 | sequence number within the file (0, 1, 2, ...), little-endian |
 //! | 16 | 8 | sequence number of the first record of its batch, little-endian |
 //! | 24 | 4 | body length, little-endian |
@@ -23,6 +24,16 @@
 //! A batch is the records written by one write and made durable by one
 //! fsync; no write of a batch is acknowledged before that fsync returns,
 //! and the next batch is written only after it.
+//!
+//! The salt keeps a record from being forged: the values in a log are
+//! clients' bytes (a binary upload can hold anything), and a record inside
+//! a value, found while a torn tail is searched for later batches, would
+//! make the store refuse to open (or, with many candidates, make the search
+//! slow). Without the file's salt a value cannot hold a record that starts
+//! with the file's record magic and checks out, so the search finds real
+//! records only. Version 1 files (magic ending in 1, no salt, record magic
+//! `SFR1`, checksum of bytes 8 .. end), written by earlier releases, are
+//! still read.
 //!
 //! ## Reading a log back ([`scan`])
 //!
@@ -44,9 +55,52 @@
 use super::{validate_key, MAX_MEDIA_TYPE_LEN};
 
 /// The first bytes of every log file (the last byte is the format version).
-pub(crate) const FILE_MAGIC: &[u8; 8] = b"SFWAL\x00\x00\x01";
-/// The first bytes of every record.
-pub(crate) const RECORD_MAGIC: [u8; 4] = *b"SFR1";
+pub(crate) const FILE_MAGIC: &[u8; 8] = b"SFWAL\x00\x00\x02";
+/// Bytes before the first record: the magic and the salt.
+pub(crate) const FILE_HEADER: usize = 16;
+/// The magic of version 1 files, which have no salt.
+const FILE_MAGIC_V1: &[u8; 8] = b"SFWAL\x00\x00\x01";
+
+/// How the records of one file are framed: the record magic and the
+/// checksum's seed, both from the file's salt (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Framing {
+    magic: [u8; 4],
+    seed: Option<[u8; 4]>,
+}
+
+impl Framing {
+    /// Version 1: a fixed record magic, no seed.
+    const V1: Framing = Framing {
+        magic: *b"SFR1",
+        seed: None,
+    };
+
+    /// The framing of a file with this salt.
+    pub(crate) fn of(salt: &[u8; 8]) -> Framing {
+        let [a, b, c, d, e, f, g, h] = *salt;
+        Framing {
+            magic: [a, b, c, d],
+            seed: Some([e, f, g, h]),
+        }
+    }
+
+    fn checksum(&self, bytes: &[u8]) -> u32 {
+        match self.seed {
+            Some(seed) => !crc32c_update(crc32c_update(!0, &seed), bytes),
+            None => crc32c(bytes),
+        }
+    }
+}
+
+/// The first [`FILE_HEADER`] bytes of a file with this salt.
+pub(crate) fn file_header(salt: &[u8; 8]) -> [u8; FILE_HEADER] {
+    let mut h = [0; FILE_HEADER];
+    h[..8].copy_from_slice(FILE_MAGIC);
+    h[8..].copy_from_slice(salt);
+    h
+}
+
 /// Bytes before a record's body.
 pub(crate) const RECORD_HEADER: usize = 32;
 
@@ -81,6 +135,7 @@ pub(crate) struct TooLarge;
 /// at most [`MAX_MEDIA_TYPE_LEN`] bytes; the body must fit in 4 GiB.
 pub(crate) fn encode(
     out: &mut Vec<u8>,
+    framing: Framing,
     seq: u64,
     batch: u64,
     key: &str,
@@ -97,7 +152,7 @@ pub(crate) fn encode(
     let body_len = u32::try_from(body).map_err(|_| TooLarge)?;
     let start = out.len();
     out.reserve(RECORD_HEADER + body);
-    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&framing.magic);
     out.extend_from_slice(&[0; 4]); // checksum, filled in below
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&batch.to_le_bytes());
@@ -108,7 +163,7 @@ pub(crate) fn encode(
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(media);
     out.extend_from_slice(value);
-    let crc = crc32c(&out[start + 8..]);
+    let crc = framing.checksum(&out[start + 8..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -126,23 +181,32 @@ pub(crate) enum End {
     Corrupt { at: usize, next: usize },
 }
 
-/// Read the records of a log file's contents (`file`, magic included).
-/// A file too short for its magic, or with another magic, has no records
+/// Read the records of a log file's contents (`file`, header included).
+/// A file too short for its header, or with another magic, has no records
 /// (a log whose creation was cut short) unless good records follow, which
 /// is [`End::Corrupt`] at offset 0.
 pub(crate) fn scan(file: &[u8]) -> (Vec<Record<'_>>, End) {
     let mut records = Vec::new();
-    if file.len() < FILE_MAGIC.len() || &file[..FILE_MAGIC.len()] != FILE_MAGIC {
-        return match find_later(file, 0, |_| true) {
-            Some(next) => (records, End::Corrupt { at: 0, next }),
-            None if file.is_empty() => (records, End::Clean),
-            None => (records, End::Torn { at: 0 }),
-        };
-    }
-    let mut at = FILE_MAGIC.len();
+    let salt = |f: &[u8]| -> Option<[u8; 8]> { f.get(8..FILE_HEADER)?.try_into().ok() };
+    let (framing, mut at) = match (file.get(..FILE_MAGIC.len()), salt(file)) {
+        (Some(m), Some(salt)) if m == FILE_MAGIC => (Framing::of(&salt), FILE_HEADER),
+        (Some(m), _) if m == FILE_MAGIC_V1 => (Framing::V1, FILE_MAGIC_V1.len()),
+        _ => {
+            // A damaged magic: records may still follow, framed with the
+            // salt the header holds, or as version 1.
+            let found = salt(file)
+                .and_then(|s| find_later(file, 0, Framing::of(&s), |_| true))
+                .or_else(|| find_later(file, 0, Framing::V1, |_| true));
+            return match found {
+                Some(next) => (records, End::Corrupt { at: 0, next }),
+                None if file.is_empty() => (records, End::Clean),
+                None => (records, End::Torn { at: 0 }),
+            };
+        }
+    };
     let mut seq = 0u64;
     while at < file.len() {
-        match parse(file, at, seq) {
+        match parse(file, framing, at, seq) {
             Some((record, _, next)) => {
                 records.push(record);
                 at = next;
@@ -151,7 +215,7 @@ pub(crate) fn scan(file: &[u8]) -> (Vec<Record<'_>>, End) {
             None => {
                 // A good record of a batch that starts after the damaged
                 // record proves that record's batch was complete.
-                return match find_later(file, at, |batch| batch > seq) {
+                return match find_later(file, at, framing, |batch| batch > seq) {
                     Some(next) => (records, End::Corrupt { at, next }),
                     None => (records, End::Torn { at }),
                 };
@@ -163,17 +227,22 @@ pub(crate) fn scan(file: &[u8]) -> (Vec<Record<'_>>, End) {
 
 /// The first offset from `from` where a good record starts whose batch
 /// (the sequence number of its batch's first record) passes `wanted`.
-fn find_later(file: &[u8], from: usize, wanted: impl Fn(u64) -> bool) -> Option<usize> {
+fn find_later(
+    file: &[u8],
+    from: usize,
+    framing: Framing,
+    wanted: impl Fn(u64) -> bool,
+) -> Option<usize> {
     let mut at = from;
     while at + RECORD_HEADER <= file.len() {
         let off = file[at..]
-            .windows(RECORD_MAGIC.len())
-            .position(|w| w == RECORD_MAGIC)?;
+            .windows(framing.magic.len())
+            .position(|w| w == framing.magic)?;
         at += off;
         if let Some(head) = file.get(at..at + RECORD_HEADER) {
             let seq = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
             let batch = u64::from_le_bytes(head[16..24].try_into().unwrap_or_default());
-            if wanted(batch) && parse(file, at, seq).is_some() {
+            if wanted(batch) && parse(file, framing, at, seq).is_some() {
                 return Some(at);
             }
         }
@@ -184,9 +253,9 @@ fn find_later(file: &[u8], from: usize, wanted: impl Fn(u64) -> bool) -> Option<
 
 /// The record starting at `at` if it is whole and good and numbered `seq`,
 /// its batch, and the offset after it.
-fn parse(file: &[u8], at: usize, seq: u64) -> Option<(Record<'_>, u64, usize)> {
+fn parse(file: &[u8], framing: Framing, at: usize, seq: u64) -> Option<(Record<'_>, u64, usize)> {
     let head = file.get(at..at.checked_add(RECORD_HEADER)?)?;
-    if head[..4] != RECORD_MAGIC {
+    if head[..4] != framing.magic {
         return None;
     }
     let crc = u32::from_le_bytes(head[4..8].try_into().ok()?);
@@ -197,7 +266,11 @@ fn parse(file: &[u8], at: usize, seq: u64) -> Option<(Record<'_>, u64, usize)> {
     let key_len = usize::from(u16::from_le_bytes(head[30..32].try_into().ok()?));
     let end = (at + RECORD_HEADER).checked_add(body_len)?;
     let whole = file.get(at + 8..end)?;
-    if got_seq != seq || batch > seq || crc32c(whole) != crc || key_len + media_len > body_len {
+    if got_seq != seq
+        || batch > seq
+        || framing.checksum(whole) != crc
+        || key_len + media_len > body_len
+    {
         return None;
     }
     let body = &file[at + RECORD_HEADER..end];
@@ -217,13 +290,17 @@ fn parse(file: &[u8], at: usize, seq: u64) -> Option<(Record<'_>, u64, usize)> {
     Some((Record { key, op }, batch, end))
 }
 
-/// The batch of each record of a log file's contents, up to the first bad
-/// one.
+/// The batch of each record of a (version 2) log file's contents, up to
+/// the first bad one.
 #[cfg(test)]
 pub(crate) fn batches(file: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
-    let mut at = FILE_MAGIC.len();
-    while let Some((_, batch, next)) = parse(file, at, out.len() as u64) {
+    let mut at = FILE_HEADER;
+    let Some(salt) = file.get(8..FILE_HEADER).and_then(|s| s.try_into().ok()) else {
+        return out;
+    };
+    let framing = Framing::of(&salt);
+    while let Some((_, batch, next)) = parse(file, framing, at, out.len() as u64) {
         out.push(batch);
         at = next;
     }
@@ -232,8 +309,12 @@ pub(crate) fn batches(file: &[u8]) -> Vec<u64> {
 
 /// CRC-32C (Castagnoli, reflected, as in iSCSI and ext4), slicing by 8.
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
+    !crc32c_update(!0, data)
+}
+
+/// The CRC-32C register after `data`, from `crc` (not inverted).
+fn crc32c_update(mut crc: u32, data: &[u8]) -> u32 {
     let t = &CRC_TABLES;
-    let mut crc = !0u32;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
         let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
@@ -250,7 +331,7 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
     for &b in chunks.remainder() {
         crc = (crc >> 8) ^ t[0][((crc ^ u32::from(b)) & 0xff) as usize];
     }
-    !crc
+    crc
 }
 
 static CRC_TABLES: [[u32; 256]; 8] = crc_tables();
@@ -289,14 +370,20 @@ const fn crc_tables() -> [[u32; 256]; 8] {
 mod tests {
     use super::*;
 
+    const SALT: [u8; 8] = *b"saltsalt";
+
+    fn framing() -> Framing {
+        Framing::of(&SALT)
+    }
+
     /// A log of `ops` written in batches of the given sizes.
     fn log_of(ops: &[(&str, Op<'_>)], batches: &[usize]) -> Vec<u8> {
-        let mut out = FILE_MAGIC.to_vec();
+        let mut out = file_header(&SALT).to_vec();
         let mut seq = 0;
         for &n in batches {
             let batch = seq;
             for (k, op) in &ops[seq as usize..seq as usize + n] {
-                encode(&mut out, seq, batch, k, *op).unwrap();
+                encode(&mut out, framing(), seq, batch, k, *op).unwrap();
                 seq += 1;
             }
         }
@@ -349,7 +436,7 @@ mod tests {
         for batches in [&[4][..], &[1, 1, 1, 1], &[2, 2], &[1, 3]] {
             assert_eq!(scan(&log_of(&OPS, batches)), (want.clone(), End::Clean));
         }
-        assert_eq!(scan(FILE_MAGIC), (vec![], End::Clean));
+        assert_eq!(scan(&file_header(&SALT)), (vec![], End::Clean));
         assert_eq!(scan(b""), (vec![], End::Clean));
     }
 
@@ -384,7 +471,10 @@ mod tests {
             assert_eq!(end, End::Torn { at: o[2] }, "damage at {at}");
         }
         // A log whose creation was cut short.
-        assert_eq!(scan(&FILE_MAGIC[..5]), (vec![], End::Torn { at: 0 }));
+        for cut in [5, 8, 12] {
+            let header = file_header(&SALT);
+            assert_eq!(scan(&header[..cut]), (vec![], End::Torn { at: 0 }));
+        }
     }
 
     #[test]
@@ -417,10 +507,10 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(scan(&bad), (vec![], End::Corrupt { at: 0, next: o[0] }));
         // A record with a good checksum but out of sequence (one missing).
-        let mut gap = FILE_MAGIC.to_vec();
-        encode(&mut gap, 0, 0, "k", Op::Delete).unwrap();
+        let mut gap = file_header(&SALT).to_vec();
+        encode(&mut gap, framing(), 0, 0, "k", Op::Delete).unwrap();
         let second = gap.len();
-        encode(&mut gap, 2, 2, "k", Op::Delete).unwrap();
+        encode(&mut gap, framing(), 2, 2, "k", Op::Delete).unwrap();
         let (records, end) = scan(&gap);
         assert_eq!(records.len(), 1);
         assert_eq!(
@@ -434,12 +524,12 @@ mod tests {
 
     #[test]
     fn records_with_invalid_contents_are_refused() {
-        let mut log = FILE_MAGIC.to_vec();
+        let mut log = file_header(&SALT).to_vec();
         // A record whose key is not a valid key but whose checksum is right.
         let start = log.len();
-        encode(&mut log, 0, 0, "ok", Op::Doc(b"x")).unwrap();
+        encode(&mut log, framing(), 0, 0, "ok", Op::Doc(b"x")).unwrap();
         log[start + RECORD_HEADER] = b'/'; // "ok" -> "/k"
-        let crc = crc32c(&log[start + 8..]);
+        let crc = framing().checksum(&log[start + 8..]);
         log[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(scan(&log), (vec![], End::Torn { at: start }));
         // Too large to encode.
@@ -448,6 +538,86 @@ mod tests {
             media: &long_media,
             bytes: b"",
         };
-        assert_eq!(encode(&mut Vec::new(), 0, 0, "k", bin), Err(TooLarge));
+        assert_eq!(
+            encode(&mut Vec::new(), framing(), 0, 0, "k", bin),
+            Err(TooLarge)
+        );
+    }
+
+    #[test]
+    fn version_1_logs_are_still_read() {
+        let mut log = FILE_MAGIC_V1.to_vec();
+        encode(&mut log, Framing::V1, 0, 0, "a/b", Op::Doc(b"1")).unwrap();
+        let second = log.len();
+        encode(&mut log, Framing::V1, 1, 1, "c", Op::Delete).unwrap();
+        assert_eq!(&log[FILE_MAGIC_V1.len()..][..4], b"SFR1");
+        let (records, end) = scan(&log);
+        assert_eq!(end, End::Clean);
+        assert_eq!(
+            records,
+            [
+                Record {
+                    key: "a/b",
+                    op: Op::Doc(b"1")
+                },
+                Record {
+                    key: "c",
+                    op: Op::Delete
+                }
+            ]
+        );
+        // Damage before a later batch is still told from a torn tail.
+        log[second - 1] ^= 1;
+        assert_eq!(
+            scan(&log).1,
+            End::Corrupt {
+                at: FILE_MAGIC_V1.len(),
+                next: second
+            }
+        );
+    }
+
+    /// A binary value holding a record of a later batch, as a client who
+    /// wants the store to refuse to open would upload it, written as the
+    /// torn last batch of a log with `salt`; `forged` frames the record.
+    fn torn_upload(salt: &[u8; 8], forged: Framing) -> (Vec<u8>, usize) {
+        let mut inner = Vec::new();
+        encode(&mut inner, forged, 1000, 1000, "x", Op::Delete).unwrap();
+        let mut value = vec![b'-'; 64];
+        value.extend_from_slice(&inner);
+        value.extend_from_slice(&[b'-'; 64]);
+        let mut log = file_header(salt).to_vec();
+        encode(&mut log, Framing::of(salt), 0, 0, "k", Op::Doc(b"1")).unwrap();
+        let torn_at = log.len();
+        let bin = Op::Bin {
+            media: "application/octet-stream",
+            bytes: &value,
+        };
+        encode(&mut log, Framing::of(salt), 1, 1, "up", bin).unwrap();
+        log.truncate(log.len() - 8); // the batch was cut short
+        (log, torn_at)
+    }
+
+    #[test]
+    fn a_record_inside_an_uploaded_value_is_not_taken_for_a_later_batch() {
+        // The uploader does not know the file's salt: whatever framing it
+        // guesses, the torn batch is dropped and the store opens.
+        for guess in [Framing::V1, Framing::of(b"guessed!")] {
+            let (log, torn_at) = torn_upload(&SALT, guess);
+            assert_eq!(
+                scan(&log),
+                (
+                    vec![Record {
+                        key: "k",
+                        op: Op::Doc(b"1")
+                    }],
+                    End::Torn { at: torn_at }
+                )
+            );
+        }
+        // Control: with the salt the record would be found (and the open
+        // refused), which is what the salt prevents.
+        let (log, torn_at) = torn_upload(&SALT, framing());
+        assert!(matches!(scan(&log).1, End::Corrupt { at, .. } if at == torn_at));
     }
 }
