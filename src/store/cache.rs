@@ -13,12 +13,13 @@
 //! Documents only (binary values pass through), filled by reads
 //! ([`Store::get_shared`], [`Store::get`]) and by writes that complete
 //! alone ([`Store::put`], [`Store::swap`]: appends; a push, a deferred
-//! swap, drops the key and the next read fills it). Replacement is CLOCK (second chance): a hit sets the
-//! entry's reference bit under a read lock; an insert that goes over the
-//! budget sweeps the ring, clearing set bits and evicting the first entry
-//! found clear. An entry counts its bytes, its key and a fixed overhead
-//! ([`ENTRY_OVERHEAD`]) against the budget; a document larger than an
-//! eighth of the budget is not cached. Absent keys are not remembered.
+//! swap, drops the key and the next read fills it). Replacement is CLOCK
+//! (second chance): a hit sets the entry's reference bit under a read
+//! lock; an insert that goes over the budget sweeps the ring, clearing set
+//! bits and evicting the first entry found clear. An entry counts its
+//! bytes, its key and a fixed overhead ([`ENTRY_OVERHEAD`]) against the
+//! budget; a document larger than an eighth of the budget is not cached.
+//! Absent keys are not remembered.
 //!
 //! ## Coherence
 //!
