@@ -727,21 +727,27 @@ mod tests {
         }
     }
 
+    /// A cache over a [`Gated`] memory store holding `k` = `old`: the
+    /// store below, its gate, the cache.
+    fn gated() -> (Arc<MemoryStore>, Arc<Gate>, CacheStore) {
+        let mem = Arc::new(MemoryStore::new());
+        let gate = Arc::new(Gate {
+            store: mem.clone(),
+            queued: Mutex::new(None),
+            released: Default::default(),
+        });
+        let below = Arc::new(Gated {
+            inner: mem.clone(),
+            gate: gate.clone(),
+        });
+        mem.put("k", b"old").unwrap();
+        (mem, gate, CacheStore::new(below, 1 << 20))
+    }
+
     #[test]
     fn a_deferred_swap_leaves_no_stale_value_once_it_resolves() {
         for awaited in [false, true] {
-            let mem = Arc::new(MemoryStore::new());
-            let gate = Arc::new(Gate {
-                store: mem.clone(),
-                queued: Mutex::new(None),
-                released: Default::default(),
-            });
-            let below = Arc::new(Gated {
-                inner: mem.clone(),
-                gate: gate.clone(),
-            });
-            let c = CacheStore::new(below, 1 << 20);
-            mem.put("k", b"old").unwrap();
+            let (mem, gate, c) = gated();
             assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
             assert!(c.peek("k").is_some());
             // A refused swap drops nothing the store does not hold.
@@ -777,18 +783,7 @@ mod tests {
 
     #[test]
     fn a_dropped_deferred_swap_still_ends_once_the_store_applies_it() {
-        let mem = Arc::new(MemoryStore::new());
-        let gate = Arc::new(Gate {
-            store: mem.clone(),
-            queued: Mutex::new(None),
-            released: Default::default(),
-        });
-        let below = Arc::new(Gated {
-            inner: mem.clone(),
-            gate: gate.clone(),
-        });
-        let c = CacheStore::new(below, 1 << 20);
-        mem.put("k", b"old").unwrap();
+        let (_, gate, c) = gated();
         assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
         let pending = c.swap_deferred("k", Some(b"old"), b"new").unwrap().unwrap();
         assert_eq!(c.get("k").unwrap().as_deref(), Some(&b"old"[..]));
